@@ -1,0 +1,111 @@
+"""The executor interface: where trials run. The driver decides; executors only run and relay."""
+
+from __future__ import annotations
+
+import abc
+import numbers
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunelab.errors import TrialDiverged, TrialPruned, TrialTimeout
+from tunelab.trial import Decision, Reporter, Trial, TrialState
+
+__all__ = ["Executor", "TrialOutcome", "TrialTask", "run_trial"]
+
+Objective = Callable[[Trial], Any]
+
+
+@dataclass(frozen=True)
+class TrialTask:
+    """Everything a worker needs to run one trial (small and picklable)."""
+
+    trial_id: int
+    number: int
+    params: dict[str, Any]
+    seed: int
+    directory: str
+    deadline: float | None = None
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """How a trial ended. ``result`` is what the objective returned, made plain: a float or a
+    dict of floats; ``last_metrics`` is its last report, used when it returned nothing."""
+
+    task: TrialTask
+    state: TrialState
+    result: float | dict[str, float] | None = None
+    last_metrics: dict[str, float] | None = None
+    error: str | None = None
+
+
+class Executor(abc.ABC):
+    """Runs trials and relays their reports to the driver.
+
+    The driver submits tasks up to :meth:`free_slots`, then calls :meth:`wait`, which calls
+    ``on_report`` for every report (its Decision goes back to the trial) and returns the trials
+    that ended. Tasks arrive as a list, so a later executor can train a group of same-shaped trials
+    as one computation while each still reports and ends on its own.
+    """
+
+    @abc.abstractmethod
+    def start(self, objective: Objective) -> None: ...
+
+    @abc.abstractmethod
+    def free_slots(self) -> int: ...
+
+    @abc.abstractmethod
+    def submit(self, tasks: Sequence[TrialTask]) -> None: ...
+
+    @abc.abstractmethod
+    def wait(self, on_report: Reporter, timeout: float) -> list[TrialOutcome]: ...
+
+    @abc.abstractmethod
+    def running(self) -> list[TrialTask]: ...
+
+    @abc.abstractmethod
+    def shutdown(self) -> None: ...
+
+
+def run_trial(objective: Objective, task: TrialTask, reporter: Reporter) -> TrialOutcome:
+    """Run the objective on one task and classify how it ended; never raises for trial errors."""
+    trial = Trial(
+        task.number, task.params, task.seed, Path(task.directory), reporter, task.deadline
+    )
+    state, result, error = TrialState.COMPLETE, None, None
+    try:
+        result = _plain_result(objective(trial))
+        if trial.decision is not Decision.CONTINUE:
+            state = TrialState.PRUNED
+    except TrialPruned:
+        state = TrialState.PRUNED
+    except TrialTimeout as exc:
+        state, error = TrialState.FAILED, f"timed out: {exc}"
+    except TrialDiverged as exc:
+        state, error = TrialState.FAILED, str(exc)
+    except Exception:  # noqa: BLE001 - any failure of user code is recorded, and the study goes on
+        state, error = TrialState.FAILED, traceback.format_exc()
+    return TrialOutcome(task, state, result, trial.last_metrics or None, error)
+
+
+def _plain_result(result: Any) -> float | dict[str, float] | None:
+    """Objective return values as plain floats (numpy and torch scalars included)."""
+    if result is None:
+        return None
+    if isinstance(result, Mapping):
+        return {str(k): _to_float(v, k) for k, v in result.items()}
+    return _to_float(result, "return value")
+
+
+def _to_float(value: Any, name: Any) -> float:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(
+        f"objective {name!r} must be a number, got {type(value).__name__}: {value!r}; "
+        "return a float or a dict of floats"
+    )

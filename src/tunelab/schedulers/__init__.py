@@ -1,0 +1,36 @@
+"""Schedulers decide, at each report, whether a trial goes on. ``make_scheduler`` builds one from
+its spec name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunelab.errors import SpecError
+from tunelab.schedulers.base import NoScheduler, Scheduler, StudyView
+from tunelab.schedulers.median import MedianScheduler
+
+__all__ = [
+    "SCHEDULERS",
+    "MedianScheduler",
+    "NoScheduler",
+    "Scheduler",
+    "StudyView",
+    "make_scheduler",
+]
+
+SCHEDULERS: dict[str, type[Scheduler]] = {"none": NoScheduler, "median": MedianScheduler}
+
+
+def make_scheduler(name: str | Scheduler | None, **kwargs: Any) -> Scheduler:
+    """``make_scheduler("median", warmup_steps=3)``; None means "none"."""
+    if isinstance(name, Scheduler):
+        return name
+    name = name or "none"
+    if name not in SCHEDULERS:
+        raise SpecError(
+            "scheduler", f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}"
+        )
+    try:
+        return SCHEDULERS[name](**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise SpecError("scheduler", f"bad options for {name!r}: {exc}") from None

@@ -1,0 +1,46 @@
+"""The scheduler interface: at each report, decide whether a trial goes on."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tunelab._params import ParamsMixin
+from tunelab.trial import Decision, FrozenTrial
+
+__all__ = ["Scheduler", "StudyView"]
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """What a scheduler may look at: the objective and every trial of the study, reports included."""
+
+    metric: str
+    direction: str
+    trials: Sequence[FrozenTrial]
+
+    def better(self, a: float, b: float) -> bool:
+        """Is ``a`` strictly better than ``b`` in this study's direction?"""
+        return a > b if self.direction == "maximize" else a < b
+
+
+class Scheduler(ParamsMixin, abc.ABC):
+    """Decides CONTINUE / PAUSE / STOP for a trial that just reported at ``step``.
+
+    ``trial.intermediate`` already holds the new report. Schedulers never train and never write
+    to storage; the driver applies their decision.
+    """
+
+    @abc.abstractmethod
+    def on_report(self, trial: FrozenTrial, step: int, study: StudyView) -> Decision: ...
+
+
+class NoScheduler(Scheduler):
+    """Every trial runs to its end."""
+
+    def __init__(self) -> None:
+        pass
+
+    def on_report(self, trial: FrozenTrial, step: int, study: StudyView) -> Decision:
+        return Decision.CONTINUE

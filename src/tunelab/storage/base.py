@@ -1,0 +1,119 @@
+"""The storage interface: the single source of truth for studies, trials and their reports.
+
+Storage never imports torch and never decides anything; the study's driver decides and storage
+records. Every method is one transaction, so several processes can share one study.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunelab.trial import FrozenTrial, TrialState
+
+__all__ = ["Storage", "StudyRecord"]
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """A study as stored: what it optimises, the spec it came from, and free-form attributes."""
+
+    id: int
+    name: str
+    direction: str
+    metric: str
+    spec: dict[str, Any] | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    created_at: float | None = None
+
+
+class Storage(abc.ABC):
+    """Where studies and trials live. See :class:`tunelab.storage.SQLStorage`."""
+
+    # Studies -------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_study(
+        self, name: str, direction: str, metric: str, spec: Mapping[str, Any] | None = None
+    ) -> StudyRecord:
+        """Create a study; raises StorageError if the name is taken."""
+
+    @abc.abstractmethod
+    def get_study(self, name: str) -> StudyRecord:
+        """The study called ``name``; raises StorageError naming the known studies if absent."""
+
+    @abc.abstractmethod
+    def list_studies(self) -> list[StudyRecord]: ...
+
+    @abc.abstractmethod
+    def set_study_attr(self, study_id: int, key: str, value: Any) -> None:
+        """Store a JSON-ready value under ``key`` (e.g. the final test result)."""
+
+    # Trials --------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def enqueue_trial(
+        self,
+        study_id: int,
+        params: Mapping[str, Any],
+        seed: int | None = None,
+        source: str = "queue",
+    ) -> FrozenTrial:
+        """Add a WAITING trial with given params; it runs before any the strategy proposes."""
+
+    @abc.abstractmethod
+    def claim_trial(self, study_id: int, owner: str, max_trials: int | None) -> FrozenTrial | None:
+        """Atomically take the oldest WAITING trial, or else create a new RUNNING one without params.
+
+        A new trial gets the next number, so numbers are unique across processes. Returns None when
+        the study already holds ``max_trials`` trials and none is waiting.
+        """
+
+    @abc.abstractmethod
+    def set_trial_params(
+        self, trial_id: int, params: Mapping[str, Any], seed: int, proposal: Mapping[str, Any]
+    ) -> int:
+        """Fill in what the strategy proposed for a claimed trial.
+
+        This and the other trial writes return the study revision they took (see ``changes``)."""
+
+    @abc.abstractmethod
+    def discard_trial(self, trial_id: int) -> None:
+        """Delete a claimed trial that never ran (the strategy had nothing left to propose)."""
+
+    @abc.abstractmethod
+    def add_report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> int:
+        """Record intermediate metrics at ``step`` (a repeated step replaces the earlier one)."""
+
+    @abc.abstractmethod
+    def finish_trial(
+        self,
+        trial_id: int,
+        state: TrialState,
+        value: float | None = None,
+        metrics: Mapping[str, float] | None = None,
+        error: str | None = None,
+    ) -> int:
+        """Mark a trial COMPLETE, PRUNED or FAILED, with its final value, metrics or error text."""
+
+    @abc.abstractmethod
+    def heartbeat(self, trial_ids: Iterable[int]) -> None:
+        """Tell other processes these RUNNING trials are alive."""
+
+    @abc.abstractmethod
+    def requeue_trials(self, trials: Iterable[FrozenTrial]) -> list[int]:
+        """Put RUNNING trials whose process died back in the queue (params and seed kept, reports
+        dropped). A trial that changed owner or state meanwhile is left alone. Returns requeued ids."""
+
+    @abc.abstractmethod
+    def get_trials(
+        self, study_id: int, states: Iterable[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        """Trials of a study by number, with their reports."""
+
+    @abc.abstractmethod
+    def changes(self, study_id: int, after_revision: int) -> tuple[list[FrozenTrial], int]:
+        """Trials changed since ``after_revision`` (0: all), and the study's revision now.
+
+        Every write to a study's trials takes the study's next revision, so a driver keeps its view
+        current by reading only what changed, however many trials the study holds."""

@@ -1,0 +1,486 @@
+"""SQL storage on SQLAlchemy 2: SQLite by default, PostgreSQL by URL.
+
+Why several processes can share one SQLite file without 'database is locked': the database runs in
+WAL mode (readers never block the writer), every transaction starts with ``BEGIN IMMEDIATE`` (it takes
+the write lock up front, so two transactions never deadlock upgrading a read lock, which is what makes
+SQLite give up at once), and a busy connection waits up to a minute for the lock instead of failing.
+Each method is one short transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, IntegrityError
+from sqlalchemy.pool import StaticPool
+
+from tunelab.errors import StorageError
+from tunelab.storage.base import Storage, StudyRecord
+from tunelab.trial import FrozenTrial, TrialState
+
+__all__ = ["SQLStorage"]
+
+_BUSY_TIMEOUT_S = 60
+_PREFIX = "tunelab_"
+
+metadata = sa.MetaData()
+
+studies = sa.Table(
+    f"{_PREFIX}studies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("direction", sa.String(16), nullable=False),
+    sa.Column("metric", sa.String(255), nullable=False),
+    sa.Column("spec", sa.Text),
+    sa.Column("attrs", sa.Text, nullable=False, default="{}"),
+    sa.Column("created_at", sa.Float, nullable=False),
+    # Bumped by every write to the study's trials; trials carry the revision of their last change,
+    # so a driver reads only what changed since it last looked.
+    sa.Column("revision", sa.BigInteger, nullable=False, default=0),
+)
+
+trials = sa.Table(
+    f"{_PREFIX}trials",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("study_id", sa.ForeignKey(studies.c.id, ondelete="CASCADE"), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("params", sa.Text),
+    sa.Column("value", sa.Float),
+    sa.Column("metrics", sa.Text),
+    sa.Column("seed", sa.BigInteger),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("proposal", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("owner", sa.String(255)),
+    sa.Column("retries", sa.Integer, nullable=False, default=0),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("heartbeat_at", sa.Float),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("revision", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("study_id", "number", name=f"{_PREFIX}trials_study_number"),
+    sa.Index(f"{_PREFIX}trials_study_revision", "study_id", "revision"),
+    sa.Index(f"{_PREFIX}trials_study_state", "study_id", "state"),
+)
+
+reports = sa.Table(
+    f"{_PREFIX}reports",
+    metadata,
+    sa.Column("trial_id", sa.ForeignKey(trials.c.id, ondelete="CASCADE"), primary_key=True),
+    sa.Column("step", sa.Integer, primary_key=True),
+    sa.Column("metrics", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, allow_nan=True, separators=(",", ":"))
+
+
+def _loads(text: str | None, default: Any = None) -> Any:
+    return default if text is None else json.loads(text)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _sqlite_engine(url: sa.URL) -> Engine:
+    database = url.database
+    in_memory = not database or database == ":memory:"
+    if in_memory:  # one connection shared by the process's threads (SQLStorage serialises them)
+        engine = sa.create_engine(
+            url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+    else:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": _BUSY_TIMEOUT_S})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = (
+            None  # SQLAlchemy's "begin" event below opens transactions
+        )
+        cursor = dbapi_connection.cursor()
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_S * 1000}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class SQLStorage(Storage):
+    """Storage in any database SQLAlchemy reaches; tables are prefixed ``tunelab_``.
+
+    Example:
+        >>> storage = SQLStorage("sqlite://")  # in memory; "sqlite:///tunelab.db" for a file
+        >>> storage.create_study("demo", "maximize", "value").name
+        'demo'
+    """
+
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = sa.make_url(url)
+        except ArgumentError as exc:
+            raise StorageError(
+                f"storage: cannot read {url!r} as a database URL; use e.g. sqlite:///tunelab.db "
+                "or postgresql+psycopg://user@host/db"
+            ) from exc
+        self.url = url
+        self._lock = threading.RLock()  # the heartbeat thread shares this object with the driver
+        if parsed.get_backend_name() == "sqlite":
+            self._engine = _sqlite_engine(parsed)
+        else:
+            self._engine = sa.create_engine(parsed, pool_pre_ping=True)
+        with self._begin() as conn:  # serialised, so concurrent first runs do not race
+            metadata.create_all(conn)
+
+    @contextlib.contextmanager
+    def _begin(self):
+        """One transaction, committed on success, rolled back on error."""
+        with self._lock, self._engine.begin() as conn:
+            yield conn
+
+    def __repr__(self) -> str:
+        return f"SQLStorage({self.url!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["url"])
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # Studies -------------------------------------------------------------------------------------
+    def create_study(
+        self, name: str, direction: str, metric: str, spec: Mapping[str, Any] | None = None
+    ) -> StudyRecord:
+        try:
+            with self._begin() as conn:
+                conn.execute(
+                    studies.insert().values(
+                        name=name,
+                        direction=direction,
+                        metric=metric,
+                        spec=None if spec is None else _dumps(dict(spec)),
+                        attrs="{}",
+                        created_at=time.time(),
+                        revision=0,
+                    )
+                )
+        except IntegrityError as exc:
+            raise StorageError(f"a study named {name!r} already exists in {self.url}") from exc
+        return self.get_study(name)
+
+    def get_study(self, name: str) -> StudyRecord:
+        with self._begin() as conn:
+            row = conn.execute(studies.select().where(studies.c.name == name)).first()
+            if row is None:
+                known = (
+                    conn.execute(sa.select(studies.c.name).order_by(studies.c.id)).scalars().all()
+                )
+        if row is None:
+            hint = f"known studies: {', '.join(known)}" if known else "it holds no studies yet"
+            raise StorageError(f"no study named {name!r} in {self.url}; {hint}")
+        return self._study(row)
+
+    def list_studies(self) -> list[StudyRecord]:
+        with self._begin() as conn:
+            rows = conn.execute(studies.select().order_by(studies.c.id)).all()
+        return [self._study(row) for row in rows]
+
+    def set_study_attr(self, study_id: int, key: str, value: Any) -> None:
+        with self._begin() as conn:
+            attrs = _loads(
+                conn.execute(
+                    sa.select(studies.c.attrs).where(studies.c.id == study_id)
+                ).scalar_one()
+            )
+            attrs[key] = value
+            conn.execute(
+                studies.update().where(studies.c.id == study_id).values(attrs=_dumps(attrs))
+            )
+
+    @staticmethod
+    def _study(row: Any) -> StudyRecord:
+        return StudyRecord(
+            id=row.id,
+            name=row.name,
+            direction=row.direction,
+            metric=row.metric,
+            spec=_loads(row.spec),
+            attrs=_loads(row.attrs, {}),
+            created_at=row.created_at,
+        )
+
+    # Trials --------------------------------------------------------------------------------------
+    @staticmethod
+    def _bump(conn: sa.Connection, study_id: int | sa.ScalarSelect) -> int:
+        """Take the study's next revision. The UPDATE also locks the study row, which serialises
+        trial numbering per study on PostgreSQL (SQLite holds its write lock from BEGIN IMMEDIATE)."""
+        return conn.execute(
+            studies.update()
+            .where(studies.c.id == study_id)
+            .values(revision=studies.c.revision + 1)
+            .returning(studies.c.revision)
+        ).scalar_one()
+
+    def _update_trial(self, conn: sa.Connection, trial_id: int, **values: Any) -> int:
+        """Change one trial under the study's next revision; returns that revision."""
+        study_id = sa.select(trials.c.study_id).where(trials.c.id == trial_id).scalar_subquery()
+        revision = self._bump(conn, study_id)
+        conn.execute(
+            trials.update()
+            .where(trials.c.id == trial_id)
+            .values(revision=revision, updated_at=time.time(), **values)
+        )
+        return revision
+
+    @staticmethod
+    def _numbering(conn: sa.Connection, study_id: int) -> tuple[int, int, int | None]:
+        """The study's trial count, its next number, and its first waiting trial's number."""
+        waiting = trials.c.state == TrialState.WAITING.value
+        count, last, first_waiting = conn.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.max(trials.c.number),
+                sa.func.min(trials.c.number).filter(waiting),
+            ).where(trials.c.study_id == study_id)
+        ).one()
+        return count, 0 if last is None else last + 1, first_waiting
+
+    def enqueue_trial(
+        self,
+        study_id: int,
+        params: Mapping[str, Any],
+        seed: int | None = None,
+        source: str = "queue",
+    ) -> FrozenTrial:
+        with self._begin() as conn:
+            revision = self._bump(conn, study_id)
+            trial_id = conn.execute(
+                trials.insert().values(
+                    study_id=study_id,
+                    number=self._numbering(conn, study_id)[1],
+                    revision=revision,
+                    state=TrialState.WAITING.value,
+                    params=_dumps(dict(params)),
+                    seed=seed,
+                    source=source,
+                    retries=0,
+                    updated_at=time.time(),
+                )
+            ).inserted_primary_key[0]
+        return self._get_trial(trial_id=trial_id)
+
+    def claim_trial(self, study_id: int, owner: str, max_trials: int | None) -> FrozenTrial | None:
+        now = time.time()
+        with self._begin() as conn:
+            revision = self._bump(conn, study_id)
+            running = {
+                "state": TrialState.RUNNING.value,
+                "owner": owner,
+                "started_at": now,
+                "heartbeat_at": now,
+                "updated_at": now,
+                "revision": revision,
+            }
+            count, number, first_waiting = self._numbering(conn, study_id)
+            if first_waiting is not None:
+                conn.execute(
+                    trials.update()
+                    .where(trials.c.study_id == study_id, trials.c.number == first_waiting)
+                    .values(**running)
+                )
+                return self._get_trial(conn, study_id=study_id, number=first_waiting)
+            if max_trials is not None and count >= max_trials:
+                return None
+            trial_id = conn.execute(
+                trials.insert().values(
+                    study_id=study_id, number=number, source="strategy", retries=0, **running
+                )
+            ).inserted_primary_key[0]
+        return FrozenTrial(
+            id=trial_id,
+            number=number,
+            state=TrialState.RUNNING,
+            params=None,
+            started_at=now,
+            heartbeat_at=now,
+            owner=owner,
+            revision=revision,
+        )
+
+    def set_trial_params(
+        self, trial_id: int, params: Mapping[str, Any], seed: int, proposal: Mapping[str, Any]
+    ) -> int:
+        with self._begin() as conn:
+            return self._update_trial(
+                conn,
+                trial_id,
+                params=_dumps(dict(params)),
+                seed=seed,
+                proposal=_dumps(dict(proposal)),
+            )
+
+    def discard_trial(self, trial_id: int) -> None:
+        with self._begin() as conn:
+            conn.execute(trials.delete().where(trials.c.id == trial_id))
+
+    def add_report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> int:
+        with self._begin() as conn:
+            conn.execute(
+                reports.delete().where(reports.c.trial_id == trial_id, reports.c.step == step)
+            )
+            conn.execute(
+                reports.insert().values(
+                    trial_id=trial_id,
+                    step=step,
+                    metrics=_dumps(dict(metrics)),
+                    created_at=time.time(),
+                )
+            )
+            return self._update_trial(conn, trial_id)
+
+    def finish_trial(
+        self,
+        trial_id: int,
+        state: TrialState,
+        value: float | None = None,
+        metrics: Mapping[str, float] | None = None,
+        error: str | None = None,
+    ) -> int:
+        if not state.is_finished():
+            raise ValueError(f"finish_trial needs a finished state, got {state}")
+        with self._begin() as conn:
+            return self._update_trial(
+                conn,
+                trial_id,
+                state=state.value,
+                value=_finite_or_none(value),
+                metrics=_dumps(dict(metrics or {})),
+                error=error,
+                finished_at=time.time(),
+            )
+
+    def heartbeat(self, trial_ids: Iterable[int]) -> None:
+        ids = list(trial_ids)
+        if not ids:
+            return
+        with self._begin() as conn:
+            conn.execute(
+                trials.update()
+                .where(trials.c.id.in_(ids), trials.c.state == TrialState.RUNNING.value)
+                .values(heartbeat_at=time.time())
+            )
+
+    def requeue_trials(self, stale: Iterable[FrozenTrial]) -> list[int]:
+        requeued = []
+        with self._begin() as conn:
+            for trial in stale:
+                state, owner = conn.execute(
+                    sa.select(trials.c.state, trials.c.owner).where(trials.c.id == trial.id)
+                ).one()
+                if state != TrialState.RUNNING.value or owner != trial.owner:
+                    continue  # finished, or taken over by another process meanwhile
+                conn.execute(reports.delete().where(reports.c.trial_id == trial.id))
+                self._update_trial(
+                    conn,
+                    trial.id,
+                    state=TrialState.WAITING.value,
+                    owner=None,
+                    retries=trials.c.retries + 1,
+                    started_at=None,
+                    heartbeat_at=None,
+                )
+                requeued.append(trial.id)
+        return requeued
+
+    def get_trials(
+        self, study_id: int, states: Iterable[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        where = [trials.c.study_id == study_id]
+        if states is not None:
+            where.append(trials.c.state.in_([s.value for s in states]))
+        with self._begin() as conn:
+            return self._select_trials(conn, where)
+
+    def changes(self, study_id: int, after_revision: int) -> tuple[list[FrozenTrial], int]:
+        with self._begin() as conn:
+            revision = conn.execute(
+                sa.select(studies.c.revision).where(studies.c.id == study_id)
+            ).scalar_one()
+            if revision == after_revision:
+                return [], revision
+            where = [trials.c.study_id == study_id, trials.c.revision > after_revision]
+            return self._select_trials(conn, where), revision
+
+    def _select_trials(self, conn: sa.Connection, where: list) -> list[FrozenTrial]:
+        rows = conn.execute(trials.select().where(*where).order_by(trials.c.number)).all()
+        report_rows = conn.execute(
+            sa.select(reports.c.trial_id, reports.c.step, reports.c.metrics)
+            .where(reports.c.trial_id.in_(sa.select(trials.c.id).where(*where)))
+            .order_by(reports.c.trial_id, reports.c.step)
+        ).all()
+        intermediate: dict[int, dict[int, dict[str, float]]] = {}
+        for trial_id, step, metrics in report_rows:
+            intermediate.setdefault(trial_id, {})[step] = json.loads(metrics)
+        return [self._trial(row, intermediate.get(row.id, {})) for row in rows]
+
+    def _get_trial(
+        self, conn: sa.Connection | None = None, trial_id: int | None = None, **key: int
+    ) -> FrozenTrial:
+        """One trial without reports, by id or by (study_id, number)."""
+        where = (
+            [trials.c.id == trial_id]
+            if trial_id is not None
+            else [getattr(trials.c, k) == v for k, v in key.items()]
+        )
+        if conn is None:
+            with self._begin() as conn:
+                return self._get_trial(conn, trial_id, **key)
+        return self._trial(conn.execute(trials.select().where(*where)).one(), {})
+
+    @staticmethod
+    def _trial(row: Any, intermediate: dict[int, dict[str, float]]) -> FrozenTrial:
+        return FrozenTrial(
+            id=row.id,
+            number=row.number,
+            state=TrialState(row.state),
+            params=_loads(row.params),
+            value=row.value,
+            metrics=_loads(row.metrics, {}),
+            intermediate=intermediate,
+            seed=row.seed,
+            source=row.source,
+            proposal=_loads(row.proposal, {}),
+            error=row.error,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            heartbeat_at=row.heartbeat_at,
+            owner=row.owner,
+            retries=row.retries,
+            revision=row.revision,
+        )

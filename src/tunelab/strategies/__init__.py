@@ -1,0 +1,42 @@
+"""Search strategies. Each is one class behind :class:`Strategy`; ``make_strategy`` builds one
+from its name and constructor arguments (as a spec names it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunelab.errors import SpecError
+from tunelab.strategies.base import Proposal, Strategy
+from tunelab.strategies.grid import GridSearch
+from tunelab.strategies.manual import Manual
+from tunelab.strategies.random import RandomSearch
+
+__all__ = [
+    "STRATEGIES",
+    "GridSearch",
+    "Manual",
+    "Proposal",
+    "RandomSearch",
+    "Strategy",
+    "make_strategy",
+]
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    "manual": Manual,
+    "grid": GridSearch,
+    "random": RandomSearch,
+}
+
+
+def make_strategy(name: str | Strategy, **kwargs: Any) -> Strategy:
+    """``make_strategy("random", seed=0)``; a Strategy instance passes through."""
+    if isinstance(name, Strategy):
+        return name
+    if name not in STRATEGIES:
+        raise SpecError(
+            "strategy", f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}"
+        )
+    try:
+        return STRATEGIES[name](**kwargs)
+    except TypeError as exc:
+        raise SpecError("strategy", f"bad options for {name!r}: {exc}") from None

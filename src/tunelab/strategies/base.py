@@ -1,0 +1,46 @@
+"""The strategy interface: a strategy only proposes configurations; it never trains."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunelab._params import ParamsMixin
+from tunelab.space import Space
+from tunelab.trial import FrozenTrial
+
+__all__ = ["Proposal", "Strategy"]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A proposed config, and why (acquisition value, grid index...): recorded with the trial."""
+
+    params: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Strategy(ParamsMixin, abc.ABC):
+    """Proposes configs for trials the driver has claimed.
+
+    ``ask`` receives the claimed trial numbers and every other trial of the study, running ones
+    included, so a strategy can avoid proposing what is already being tried, and batches (``n > 1``)
+    come for free. Trial numbers are unique across processes, so a strategy that derives its
+    sequence position from them never hands two workers the same point.
+    """
+
+    seed: int | None = None
+
+    @abc.abstractmethod
+    def ask(
+        self, space: Space, history: Sequence[FrozenTrial], numbers: Sequence[int]
+    ) -> list[Proposal]:
+        """One proposal per claimed number, in order; fewer when the strategy is exhausted."""
+
+
+def strategy_index(history: Sequence[FrozenTrial], number: int) -> int:
+    """How many strategy-proposed trials come before ``number``: a sequence position that every
+    process computes alike (queued manual trials do not use up grid points or Sobol points)."""
+    return sum(1 for t in history if t.number < number and t.source == "strategy")

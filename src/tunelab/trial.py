@@ -1,0 +1,172 @@
+"""Trials: the handle user code receives, and the immutable record storage hands out."""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunelab.errors import TrialTimeout
+
+__all__ = ["Decision", "FrozenTrial", "Trial", "TrialState"]
+
+
+class TrialState(enum.StrEnum):
+    """Lifecycle of a trial. WAITING trials are queued (manual configs, re-queued after a crash)."""
+
+    WAITING = "WAITING"
+    RUNNING = "RUNNING"
+    COMPLETE = "COMPLETE"
+    PRUNED = "PRUNED"
+    FAILED = "FAILED"
+
+    def is_finished(self) -> bool:
+        return self in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED)
+
+
+class Decision(enum.StrEnum):
+    """What a scheduler answers to each report. PAUSE is reserved for pause-and-resume schedulers."""
+
+    CONTINUE = "CONTINUE"
+    PAUSE = "PAUSE"
+    STOP = "STOP"
+
+
+@dataclass(frozen=True)
+class FrozenTrial:
+    """A snapshot of one trial as storage recorded it.
+
+    ``params`` holds only the active parameters: a conditional parameter whose condition is false
+    is absent, never filled with a made-up value. ``intermediate`` maps step -> reported metrics.
+    ``revision`` is the study revision of the trial's last change in storage.
+    """
+
+    id: int
+    number: int
+    state: TrialState
+    params: dict[str, Any] | None
+    value: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    intermediate: dict[int, dict[str, float]] = field(default_factory=dict)
+    seed: int | None = None
+    source: str = "strategy"
+    proposal: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    heartbeat_at: float | None = None
+    owner: str | None = None
+    retries: int = 0
+    revision: int = 0
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish (None while running)."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    def values_at(self, metric: str) -> dict[int, float]:
+        """The reported values of ``metric`` by step (steps that did not report it are left out)."""
+        return {s: m[metric] for s, m in self.intermediate.items() if metric in m}
+
+
+Reporter = Callable[[int, int, dict[str, float]], Decision]
+
+
+class Trial:
+    """The handle an objective receives: its parameters, its seed, a directory, and a way to report.
+
+    Example:
+        >>> def objective(trial):
+        ...     for epoch in range(10):
+        ...         score = 1 - 1 / (epoch + 1 + trial.params["x"])
+        ...         trial.report(epoch, score=score)
+        ...         if trial.should_stop():
+        ...             break
+        ...     return score
+    """
+
+    def __init__(
+        self,
+        number: int,
+        params: Mapping[str, Any],
+        seed: int,
+        directory: Path,
+        reporter: Reporter,
+        deadline: float | None = None,
+    ) -> None:
+        self.number = number
+        self.params = dict(params)
+        self.seed = seed
+        self.dir = Path(directory)
+        self._reporter = reporter
+        self._deadline = deadline
+        self._decision = Decision.CONTINUE
+        self.last_step: int | None = None
+        self.last_metrics: dict[str, float] = {}
+
+    def report(self, step: int, **metrics: float) -> Decision:
+        """Record metrics at ``step`` (an epoch, say) and learn whether to go on.
+
+        The answer is also what :meth:`should_stop` returns until the next report. Raises
+        :class:`~tunelab.errors.TrialTimeout` once the trial's time limit has passed.
+        """
+        if not metrics:
+            raise ValueError(
+                "report() needs at least one metric, e.g. trial.report(3, val_loss=0.4)"
+            )
+        clean = {name: float(value) for name, value in metrics.items()}
+        self.last_step, self.last_metrics = int(step), clean
+        self._decision = self._reporter(self.number, int(step), clean)
+        self._check_deadline()
+        return self._decision
+
+    def should_stop(self) -> bool:
+        """True when the scheduler asked this trial to stop (or pause) at its last report."""
+        self._check_deadline()
+        return self._decision is not Decision.CONTINUE
+
+    @property
+    def decision(self) -> Decision:
+        return self._decision
+
+    def checkpoint_path(self, name: str = "checkpoint.pt") -> Path:
+        """Where this trial keeps a checkpoint; pause-and-resume schedulers read it back."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return self.dir / name
+
+    def save_checkpoint(self, state: Mapping[str, Any], name: str = "checkpoint.pt") -> Path:
+        """Save tensors and plain values (a model's and optimizer's state dicts, the step)."""
+        import torch
+
+        path = self.checkpoint_path(name)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(dict(state), tmp)
+        tmp.replace(path)  # atomic: a crash mid-save never leaves a torn checkpoint
+        return path
+
+    def load_checkpoint(self, name: str = "checkpoint.pt") -> dict[str, Any] | None:
+        """The last saved checkpoint, or None. Loaded with ``weights_only=True`` (no pickle code)."""
+        import torch
+
+        path = self.dir / name
+        if not path.exists():
+            return None
+        return torch.load(path, weights_only=True)
+
+    def _check_deadline(self) -> None:
+        if self._deadline is not None and time.time() > self._deadline:
+            raise TrialTimeout(
+                "time limit exceeded"
+                + (f" at step {self.last_step}" if self.last_step is not None else "")
+            )
+
+
+def is_bad_number(value: float | None) -> bool:
+    """NaN or infinite: a diverged metric."""
+    return value is None or not math.isfinite(value)
