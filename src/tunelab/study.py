@@ -86,7 +86,7 @@ class Study:
         self._record = self._open(name, _direction(direction), metric, seed, spec)
         self.seed = int(self._record.attrs["seed"])
         self.strategy = make_strategy(strategy)
-        if getattr(self.strategy, "seed", 0) is None:
+        if self.strategy.get_params().get("seed", 0) is None:  # seeded strategies follow the study
             self.strategy.set_params(seed=self.seed)
         self.scheduler = make_scheduler(scheduler)
         self.artifacts_dir = (
@@ -283,7 +283,7 @@ class _Run:
         self.owner = f"{_HOST}:{os.getpid()}"
         self.view = study._view
         self.by_number: dict[int, int] = {}  # running trial number -> trial id
-        self.exhausted = False
+        self.no_new_trials = False  # budget spent or strategy exhausted: run queued ones only
         self._heartbeat = _Heartbeat(self.storage, lambda: list(self.by_number.values()))
 
     # The loop ------------------------------------------------------------------------------------
@@ -294,9 +294,10 @@ class _Run:
         self._heartbeat.start()
         last_check = time.time()
         while True:
-            if not self.exhausted and not self.out_of_time():
-                self.launch(executor)
+            launched = not self.out_of_time() and self.launch(executor)
             if not executor.running():
+                if launched:  # claimed trials that ended before running (invalid queued configs)
+                    continue
                 break
             for outcome in executor.wait(self.on_report, timeout=HEARTBEAT_INTERVAL_S):
                 self.record(outcome)
@@ -308,18 +309,20 @@ class _Run:
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.time() >= self.deadline
 
-    def launch(self, executor: Executor) -> None:
+    def launch(self, executor: Executor) -> bool:
+        """Claim trials for the free slots (queued ones first), get params for new ones from the
+        strategy, and submit them. Returns whether anything was claimed."""
         claimed = []
         for _ in range(executor.free_slots()):
-            limit = 0 if self.exhausted else self.max_trials  # 0: only take queued trials
+            limit = 0 if self.no_new_trials else self.max_trials  # 0: only take queued trials
             trial = self.storage.claim_trial(self.study.id, self.owner, limit)
-            if trial is None:
-                self.exhausted = True
+            if trial is None:  # nothing queued, and the budget allows no new trial
+                self.no_new_trials = True
                 break
             self.view.put(trial, trial.revision)
             claimed.append(trial)
         if not claimed:
-            return
+            return False
         self.view.sync()
         fresh = [t for t in claimed if t.params is None]
         proposals = self.study.strategy.ask(self.space, self.view.trials, [t.number for t in fresh])
@@ -329,7 +332,7 @@ class _Run:
                 if not proposals:  # the strategy is exhausted: give the number back
                     self.storage.discard_trial(trial.id)
                     self.view.drop(trial.id)
-                    self.exhausted = True
+                    self.no_new_trials = True
                     continue
                 proposal = proposals.pop(0)
                 params, info = proposal.params, proposal.info
@@ -351,6 +354,7 @@ class _Run:
             tasks.append(TrialTask(trial.id, trial.number, params, seed, directory, deadline))
         if tasks:
             executor.submit(tasks)
+        return True
 
     # Reports and outcomes ------------------------------------------------------------------------
     def on_report(self, number: int, step: int, metrics: dict[str, float]) -> Decision:

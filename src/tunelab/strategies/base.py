@@ -31,8 +31,6 @@ class Strategy(ParamsMixin, abc.ABC):
     sequence position from them never hands two workers the same point.
     """
 
-    seed: int | None = None
-
     @abc.abstractmethod
     def ask(
         self, space: Space, history: Sequence[FrozenTrial], numbers: Sequence[int]

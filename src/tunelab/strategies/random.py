@@ -32,7 +32,8 @@ class RandomSearch(Strategy):
         self, space: Space, history: Sequence[FrozenTrial], numbers: Sequence[int]
     ) -> list[Proposal]:
         first = strategy_index(history, numbers[0]) if numbers else 0
-        points = self._sobol(len(space), first).random(len(numbers))
+        engine = self._sobol(len(space), first)
+        points = [engine.random(1)[0] for _ in numbers]  # one at a time, as trials consume them
         return [Proposal(space.decode(u), {"sobol_index": first + i}) for i, u in enumerate(points)]
 
     def _sobol(self, dim: int, index: int) -> qmc.Sobol:

@@ -1,0 +1,242 @@
+"""The ``tunelab`` command: run a spec, resume a study, and read what storage holds."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from tunelab.errors import TunelabError
+from tunelab.storage import DEFAULT_STORAGE, get_storage
+from tunelab.trial import FrozenTrial, TrialState
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Tune the hyperparameters of neural networks.",
+)
+out = Console()
+err = Console(stderr=True)
+
+StorageOption = Annotated[
+    str | None,
+    typer.Option("--storage", help=f"Database URL (default: the spec's, else {DEFAULT_STORAGE})."),
+]
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def run(
+    spec: Annotated[str, typer.Argument(help="Path to the experiment's YAML spec.")],
+    storage: StorageOption = None,
+    workers: Annotated[int | None, typer.Option(help="Override the spec's workers.")] = None,
+) -> None:
+    """Run (or continue) the experiment a spec describes, then test the best config."""
+    from tunelab.experiment import Experiment
+    from tunelab.spec import load_spec
+
+    loaded = load_spec(spec)
+    if workers is not None:
+        loaded = loaded.model_copy(update={"workers": workers})
+    _run(Experiment.from_spec(loaded, storage))
+
+
+@app.command()
+def resume(name: str, storage: StorageOption = None) -> None:
+    """Continue a study after a crash or a stop: finished trials are kept, trials a dead process
+    left RUNNING are run again from the start, and the budget is topped up."""
+    from tunelab.experiment import open_experiment
+
+    _run(open_experiment(name, storage or DEFAULT_STORAGE))
+
+
+@app.command()
+def status(name: str, storage: StorageOption = None) -> None:
+    """Counts by state, the best trial so far, and the final result if there is one."""
+    store = get_storage(storage or DEFAULT_STORAGE)
+    record = store.get_study(name)
+    trials = store.get_trials(record.id)
+    counts = {state: sum(t.state is state for t in trials) for state in TrialState}
+    out.print(f"[bold]{record.name}[/]  {record.direction} {record.metric}  ({len(trials)} trials)")
+    out.print("  " + "  ".join(f"{s.value.lower()}: {n}" for s, n in counts.items() if n))
+    best = _best(trials, record.direction)
+    if best is not None:
+        out.print(f"  best: trial {best.number}, {record.metric} = {best.value:.4g}  {best.params}")
+    result = record.attrs.get("result")
+    if result:
+        scores = ", ".join(f"{k} = {v:.4g}" for k, v in result["test_metrics"].items())
+        out.print(f"  test (trial {result['trial']}, retrained on train+validation): {scores}")
+
+
+@app.command()
+def trials(
+    name: str,
+    storage: StorageOption = None,
+    format: Annotated[Format, typer.Option("--format", help="table, csv or json.")] = Format.table,
+) -> None:
+    """Every trial: number, state, value, params, duration, error."""
+    store = get_storage(storage or DEFAULT_STORAGE)
+    record = store.get_study(name)
+    rows = [_row(t) for t in store.get_trials(record.id)]
+    if format is Format.json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    elif format is Format.csv:
+        sys.stdout.write(_csv(rows))
+    else:
+        out.print(_table(rows, record.metric))
+
+
+@app.command()
+def best(
+    name: str,
+    storage: StorageOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The best config, its validation value, and its test scores after retraining."""
+    store = get_storage(storage or DEFAULT_STORAGE)
+    record = store.get_study(name)
+    result = record.attrs.get("result")
+    if result is None:
+        top = _best(store.get_trials(record.id), record.direction)
+        if top is None:
+            raise TunelabError(f"no trial of {name!r} has completed yet")
+        result = {"study": name, "trial": top.number, "params": top.params,
+                  "metric": record.metric, "value": top.value, "val_metrics": top.metrics,
+                  "test_metrics": None}
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        _print_result(result)
+
+
+@app.command()
+def studies(storage: StorageOption = None) -> None:
+    """The studies in a storage."""
+    for record in get_storage(storage or DEFAULT_STORAGE).list_studies():
+        out.print(f"{record.name}  ({record.direction} {record.metric})")
+
+
+# Helpers -------------------------------------------------------------------------------------------
+def _run(experiment: Any) -> None:
+    study, budget = experiment.study, experiment.spec.budget
+    done = sum(t.state.is_finished() for t in study.trials)
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("running {task.fields[running]}"),
+        TextColumn("best {task.fields[best]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=out, transient=False) as progress:
+        task = progress.add_task(study.name, total=budget.trials, completed=done, running=0,
+                                 best=_fmt(study.best_trial))
+
+        def on_trial_end(study_: Any, trial: FrozenTrial) -> None:
+            progress.update(task, advance=1, running=study_.n_running, best=_fmt(study_.best_trial))
+
+        experiment.search(callbacks=[on_trial_end])
+    out.print("Retraining the best config on train+validation and scoring it on the test split...")
+    _print_result(experiment.finalize())
+
+
+def _fmt(trial: FrozenTrial | None) -> str:
+    return "-" if trial is None or trial.value is None else f"{trial.value:.4g}"
+
+
+def _best(trials: list[FrozenTrial], direction: str) -> FrozenTrial | None:
+    from tunelab.study import best_of
+
+    return best_of([t for t in trials if t.state is TrialState.COMPLETE], direction)
+
+
+def _print_result(result: dict[str, Any]) -> None:
+    table = Table(title=f"Best of {result['study']}: trial {result['trial']}", show_header=False)
+    for key, value in result["params"].items():
+        table.add_row(key, str(value))
+    table.add_row(f"validation {result['metric']}", f"{result['value']:.4f}")
+    for key, value in (result.get("test_metrics") or {}).items():
+        table.add_row(f"{key} (retrained on train+validation)", f"{value:.4f}")
+    out.print(table)
+
+
+def _row(trial: FrozenTrial) -> dict[str, Any]:
+    return {
+        "number": trial.number,
+        "state": trial.state.value,
+        "value": trial.value,
+        "params": trial.params,
+        "metrics": trial.metrics,
+        "steps": len(trial.intermediate),
+        "seed": trial.seed,
+        "duration_s": None if trial.duration is None else round(trial.duration, 3),
+        "retries": trial.retries,
+        "error": trial.error,
+    }
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    params = sorted({k for r in rows for k in (r["params"] or {})})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["number", "state", "value", *params, "steps", "seed", "duration_s", "error"])
+    for r in rows:
+        writer.writerow([r["number"], r["state"], r["value"],
+                         *[(r["params"] or {}).get(p, "") for p in params],
+                         r["steps"], r["seed"], r["duration_s"], (r["error"] or "").strip()])
+    return buffer.getvalue()
+
+
+def _table(rows: list[dict[str, Any]], metric: str) -> Table:
+    table = Table("#", "state", metric, "params", "steps", "seconds", "error")
+    for r in rows:
+        value = "" if r["value"] is None or not math.isfinite(r["value"]) else f"{r['value']:.4g}"
+        error = (r["error"] or "").strip().splitlines()
+        table.add_row(str(r["number"]), r["state"], value,
+                      ", ".join(f"{k}={_short(v)}" for k, v in (r["params"] or {}).items()),
+                      str(r["steps"]), "" if r["duration_s"] is None else f"{r['duration_s']:.1f}",
+                      error[-1] if error else "")
+    return table
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def main() -> None:
+    """Entry point: user errors print one line and exit 2, never a traceback."""
+    try:
+        app()
+    except TunelabError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted; finished trials are saved. Continue with: tunelab resume NAME")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""A spec-driven experiment: search on train/validation, then retrain the best config and score it
+once on the held-out test split.
+
+Why retrain on train+validation: the search used the validation split to choose, so the chosen
+config's validation score is optimistic; once the choice is made, the validation data is just more
+training data. The test split was cut off before the search and is used exactly once, here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from tunelab.errors import SpecError, StorageError, TunelabError
+from tunelab.schedulers import make_scheduler
+from tunelab.spec import ExperimentSpec, parse_spec
+from tunelab.storage import Storage, get_storage
+from tunelab.strategies import make_strategy
+from tunelab.study import Callback, Study
+from tunelab.trial import FrozenTrial
+
+__all__ = ["Experiment", "open_experiment"]
+
+#: Spec fields that define what a study searches; changing them needs a new study name.
+_IDENTITY = ("data", "model", "metric", "space", "fixed")
+
+
+@dataclass
+class Experiment:
+    """A spec bound to its study. ``search()`` runs trials; ``finalize()`` retrains and tests."""
+
+    spec: ExperimentSpec
+    study: Study
+
+    @classmethod
+    def from_spec(cls, spec: ExperimentSpec, storage: str | Storage | None = None) -> Experiment:
+        objective = _objective(spec)
+        objective.check_names([*spec.space, *spec.fixed])
+        _check_metric(spec, objective)  # loads the data: a missing file or column fails here
+        store = get_storage(storage or spec.storage)
+        _check_same_search(spec, store)
+        strategy_options = spec.strategy.options
+        if spec.strategy.name == "random":
+            strategy_options.setdefault("seed", spec.seed)
+        study = Study(
+            spec.name,
+            storage=store,
+            direction=spec.metric.direction,
+            metric=spec.metric.name,
+            strategy=make_strategy(spec.strategy.name, **strategy_options),
+            scheduler=make_scheduler(spec.scheduler.name, **spec.scheduler.options),
+            seed=spec.seed,
+            artifacts_dir=spec.artifacts,
+            spec=spec.model_dump(mode="json"),
+        )
+        if spec.configs and not study.attrs.get("configs_queued"):
+            for config in spec.configs:
+                study.enqueue(config)
+            study.set_attr("configs_queued", True)
+        return cls(spec, study)
+
+    def search(self, callbacks: Iterable[Callback] = ()) -> FrozenTrial | None:
+        """Run the search until the spec's budget is spent; returns the best trial."""
+        budget = self.spec.budget
+        return self.study.optimize(
+            _objective(self.spec),
+            self.spec.build_space(),
+            trials=budget.trials,
+            minutes=budget.minutes,
+            workers=self.spec.workers,
+            trial_timeout=budget.trial_minutes * 60 if budget.trial_minutes else None,
+            callbacks=callbacks,
+        )
+
+    def finalize(self) -> dict[str, Any]:
+        """Retrain the best config on train+validation, score it on test once, save the model.
+
+        The result is stored with the study (``tunelab best NAME --json`` prints it); a finalize
+        with the same best trial reuses it instead of retraining.
+        """
+        best = self.study.best_trial
+        if best is None:
+            raise TunelabError(
+                f"no trial of {self.study.name!r} completed, so there is no best config; "
+                f"see why with: tunelab trials {self.study.name}"
+            )
+        previous = self.study.attrs.get("result")
+        if previous and previous.get("trial") == best.number:
+            return previous
+        out_dir = self.study.artifacts_dir / self.study.name / "best"
+        final = _objective(self.spec).final_fit(best.params, seed=best.seed, out_dir=out_dir)
+        result = {
+            "study": self.study.name,
+            "trial": best.number,
+            "params": best.params,
+            "metric": self.study.metric,
+            "value": best.value,
+            "val_metrics": best.metrics,
+            "test_metrics": final["test_metrics"],
+            "retrained_on": "train+validation",
+            "seed": best.seed,
+            "artifacts": final["artifacts"],
+        }
+        self.study.set_attr("result", result)
+        return result
+
+
+def open_experiment(name: str, storage: str | Storage | None = None) -> Experiment:
+    """The experiment behind a stored study, rebuilt from the spec saved with it (for resume)."""
+    store = get_storage(storage)
+    record = store.get_study(name)
+    if not record.spec:
+        raise StorageError(
+            f"study {name!r} was created from Python, not from a spec, so it cannot be resumed "
+            "from the CLI; call Study.optimize again in your script"
+        )
+    return Experiment.from_spec(parse_spec(record.spec), store)
+
+
+def _objective(spec: ExperimentSpec):
+    from tunelab.nn import NetworkObjective
+
+    data = spec.data
+    return NetworkObjective(
+        data={
+            "source": data.source,
+            "target": data.target,
+            "task": data.task,
+            "test_size": data.test_size,
+            "holdout": data.validation.holdout,
+        },
+        model=spec.model,
+        fixed=spec.fixed,
+        device=spec.device,
+        split_seed=spec.seed,
+    )
+
+
+def _check_metric(spec: ExperimentSpec, objective: Any) -> None:
+    known = objective.metric_names()
+    if spec.metric.name not in known:
+        raise SpecError(
+            "metric.name",
+            f"{spec.metric.name!r} is not reported by model {spec.model!r} on this data; "
+            f"choose one of {', '.join(known)}",
+        )
+
+
+def _check_same_search(spec: ExperimentSpec, storage: Storage) -> None:
+    try:
+        stored = storage.get_study(spec.name).spec
+    except StorageError:
+        return
+    if not stored:
+        return
+    new = spec.model_dump(mode="json")
+    changed = [key for key in _IDENTITY if stored.get(key) != new.get(key)]
+    if changed:
+        raise SpecError(
+            changed[0],
+            f"differs from the stored study {spec.name!r}, which searched something else; "
+            "give the spec a new name (budget, workers and storage may change between runs)",
+        )
+

@@ -1,0 +1,206 @@
+"""The experiment spec: one YAML file (or dict) that says what to tune, on what, with which budget.
+
+Validated with pydantic; every problem becomes a :class:`~tunelab.errors.SpecError` whose message
+names the field path and the fix, e.g. ``space.lr.low: must be > 0 when log is true, but got 0.0``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tunelab.errors import SpecError
+from tunelab.space import Categorical, Float, Int, Param, Space
+
+__all__ = ["ExperimentSpec", "load_spec", "parse_spec"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FloatParam(_Strict):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+    grid: list[float] | None = None
+    when: dict[str, Any] | None = None
+
+
+class IntParam(_Strict):
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int | None = None
+    grid: list[int] | None = None
+    when: dict[str, Any] | None = None
+
+
+class CategoricalParam(_Strict):
+    type: Literal["categorical"]
+    choices: list[Any]
+    when: dict[str, Any] | None = None
+
+
+ParamSpec = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+
+
+class ValidationSpec(_Strict):
+    holdout: float = Field(0.2, gt=0, lt=1)
+
+
+class DataSpec(_Strict):
+    source: str
+    target: str | None = None
+    task: Literal["classification", "regression"] | None = None
+    test_size: float = Field(0.2, gt=0, lt=1)
+    validation: ValidationSpec = ValidationSpec()
+
+
+class MetricSpec(_Strict):
+    name: str
+    direction: Literal["maximize", "minimize"]
+
+
+class NamedOptions(_Strict):
+    """``strategy: random`` or ``strategy: {name: random, ...options}``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class BudgetSpec(_Strict):
+    trials: int | None = Field(None, gt=0)
+    minutes: float | None = Field(None, gt=0)
+    trial_minutes: float | None = Field(None, gt=0)
+
+
+class ExperimentSpec(_Strict):
+    """The whole experiment. See examples/digits.yaml and the README's spec section."""
+
+    name: str = Field(min_length=1)
+    data: DataSpec
+    model: str = "mlp"
+    metric: MetricSpec
+    space: dict[str, ParamSpec]
+    fixed: dict[str, Any] = {}
+    strategy: NamedOptions = NamedOptions(name="random")
+    scheduler: NamedOptions = NamedOptions(name="none")
+    budget: BudgetSpec
+    configs: list[dict[str, Any]] = []
+    workers: int = Field(1, ge=1)
+    seed: int = 0
+    device: str = "auto"
+    storage: str = "sqlite:///tunelab.db"
+    artifacts: str | None = None
+
+    @field_validator("strategy", "scheduler", mode="before")
+    @classmethod
+    def _named(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    def build_space(self) -> Space:
+        """The typed search space; bad bounds and conditions raise SpaceError naming the field."""
+        return Space({name: _param(name, p) for name, p in self.space.items()})
+
+
+def _param(name: str, spec: FloatParam | IntParam | CategoricalParam) -> Param:
+    when = spec.when or ()  # Space parses the mapping into conditions
+    if isinstance(spec, CategoricalParam):
+        return Categorical(tuple(spec.choices), when=when, name=name)
+    cls = Float if isinstance(spec, FloatParam) else Int
+    values = tuple(spec.grid) if spec.grid is not None else None
+    return cls(spec.low, spec.high, spec.log, spec.step, values=values, when=when, name=name)
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    """Read and validate a YAML spec; relative data and storage paths are taken from its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError("", f"spec file {str(path)!r} not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError("", f"{path} is not valid YAML: {exc}") from None
+    return parse_spec(raw, base_dir=path.resolve().parent)
+
+
+def parse_spec(raw: Any, base_dir: str | Path | None = None) -> ExperimentSpec:
+    """Validate a spec given as a dict. ``base_dir`` anchors a relative data-file path."""
+    if not isinstance(raw, Mapping):
+        raise SpecError("", f"a spec must be a mapping of fields, got {type(raw).__name__}")
+    try:
+        spec = ExperimentSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise _spec_error(exc) from None
+    if base_dir is not None:
+        spec = _anchor_paths(spec, Path(base_dir))
+    space = spec.build_space()
+    if spec.strategy.name == "grid":
+        space.grid()  # a continuous range without listed values fails here, naming the parameter
+    for i, config in enumerate(spec.configs):
+        space.validate(config, field_prefix=f"configs[{i}]")
+    if spec.budget.trials is None and spec.budget.minutes is None and spec.strategy.name == "random":
+        raise SpecError("budget", "give trials and/or minutes, or a random search never ends")
+    return spec
+
+
+def _anchor_paths(spec: ExperimentSpec, base_dir: Path) -> ExperimentSpec:
+    source = spec.data.source
+    if Path(source).suffix and not Path(source).is_absolute():
+        data = spec.data.model_copy(update={"source": str((base_dir / source).resolve())})
+        spec = spec.model_copy(update={"data": data})
+    return spec
+
+
+def _spec_error(exc: ValidationError) -> SpecError:
+    """The first pydantic error as one readable line, with the field path and a fix."""
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"] if part not in ("float", "int", "categorical")]
+    field, kind = ".".join(loc), error["type"]
+    if kind == "extra_forbidden":
+        message = "unknown field" + _did_you_mean(error["loc"])
+    elif kind == "missing":
+        message = "is required"
+    elif kind in ("union_tag_invalid", "union_tag_not_found"):
+        message = "needs type: float, int or categorical"
+    elif kind == "literal_error":
+        message = f"{error['msg'].lower()}, got {error['input']!r}"
+    else:
+        message = f"{error['msg'][0].lower()}{error['msg'][1:]}, got {error['input']!r}"
+    more = len(exc.errors()) - 1
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return SpecError(field, message)
+
+
+_PARAM_MODELS = {"float": FloatParam, "int": IntParam, "categorical": CategoricalParam}
+
+
+def _did_you_mean(loc: tuple) -> str:
+    """Suggest the closest allowed field name for an unknown one."""
+    model: type[BaseModel] = ExperimentSpec
+    for part in loc[:-1]:
+        if part in _PARAM_MODELS:
+            model = _PARAM_MODELS[part]
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            continue  # a parameter's own name under space
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            model = field.annotation
+    allowed = [name for name in model.model_fields if name != "type" or model is ExperimentSpec]
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(allowed)}"

@@ -1,0 +1,56 @@
+"""Objectives the tests run in worker processes (importable, so spawn can pickle them by name)."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+
+
+def quadratic(trial):
+    """Fast, smooth, minimum at x = 2."""
+    return (trial.params["x"] - 2.0) ** 2
+
+
+def curve(trial):
+    """A learning curve whose level is set by x: reports every step, stops when told."""
+    x = trial.params["x"]
+    for step in range(1, 11):
+        trial.report(step, score=x * (1 - 0.5**step))
+        if trial.should_stop():
+            break
+    return None  # the last reported score is the value
+
+
+def misbehaving(trial):
+    """Each kind of failure a trial can have, chosen by params['kind']."""
+    kind = trial.params["kind"]
+    if kind == "ok":
+        return 1.0
+    if kind == "raise":
+        raise RuntimeError("boom in user code")
+    if kind == "nan":
+        return math.nan
+    if kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if kind == "hang":
+        time.sleep(600)
+    if kind == "wrong-type":
+        return "high"
+    raise AssertionError(kind)
+
+
+def slow_quadratic(trial):
+    """Reports a few times over about half a second (long enough to be killed mid-study)."""
+    for step in range(5):
+        time.sleep(0.1)
+        trial.report(step, value=(trial.params["x"] - 2.0) ** 2)
+    return (trial.params["x"] - 2.0) ** 2
+
+
+def seed_and_dir(trial):
+    """Returns the trial's seed; writes into its directory."""
+    trial.dir.mkdir(parents=True, exist_ok=True)
+    (trial.dir / "note.txt").write_text(str(trial.seed))
+    return float(trial.seed % 1000)

@@ -1,0 +1,114 @@
+import collections
+import math
+
+import numpy as np
+import pytest
+
+from tunelab.errors import SpaceError
+from tunelab.space import Categorical, Float, Int, Space
+
+
+def test_float_log_scale_midpoint_is_geometric():
+    assert Float(1e-4, 1e-2, log=True).from_unit(0.5) == pytest.approx(1e-3)
+
+
+def test_float_step_snaps_to_grid():
+    param = Float(0.0, 1.0, step=0.25)
+    assert {param.from_unit(u) for u in np.linspace(0, 1, 101)} == {0.0, 0.25, 0.5, 0.75, 1.0}
+
+
+@pytest.mark.parametrize("param", [Int(1, 3), Int(1, 100, log=True), Int(0, 10, step=5)])
+def test_int_values_are_ints_in_range_and_all_reachable(param):
+    values = [param.from_unit(u) for u in np.linspace(0, 1, 2001)]
+    assert all(isinstance(v, int) and param.low <= v <= param.high for v in values)
+    assert min(values) == param.low and max(values) == param.high
+
+
+def test_int_gives_each_value_an_equal_share():
+    counts = collections.Counter(Int(1, 3).from_unit(u) for u in np.linspace(0, 1, 3000, endpoint=False))
+    assert counts == {1: 1000, 2: 1000, 3: 1000}
+
+
+def test_encode_decode_round_trip():
+    space = Space({
+        "lr": Float(1e-4, 0.3, log=True),
+        "layers": Int(1, 5),
+        "batch": Int(16, 512, log=True),
+        "opt": Categorical(["sgd", "adam"]),
+    })
+    config = {"lr": 0.01, "layers": 4, "batch": 64, "opt": "adam"}
+    assert space.decode(space.encode(config)) == pytest.approx(config)
+
+
+def test_inactive_parameter_is_absent_not_filled():
+    space = Space({
+        "opt": Categorical(["sgd", "adam"]),
+        "momentum": Float(0.0, 0.99, when={"opt": "sgd"}),
+    })
+    adam = space.decode([0.9, 0.3])
+    assert adam == {"opt": "adam"}
+    assert math.isnan(space.encode(adam)[1])
+    assert "momentum" in space.decode([0.1, 0.3])
+
+
+def test_comparison_conditions():
+    space = Space({
+        "n_layers": Int(1, 3),
+        "units_2": Int(8, 64, when={"n_layers": {"ge": 2}}),
+    })
+    assert "units_2" not in space.decode([0.0, 0.5])
+    assert "units_2" in space.decode([0.99, 0.5])
+
+
+def test_parent_moves_before_child_but_order_is_otherwise_kept():
+    space = Space({
+        "a": Float(0, 1),
+        "momentum": Float(0, 1, when={"opt": "sgd"}),
+        "opt": Categorical(["sgd", "adam"]),
+        "z": Float(0, 1),
+    })
+    assert list(space) == ["a", "opt", "momentum", "z"]
+
+
+def test_grid_enumerates_combinations_without_inactive_duplicates():
+    space = Space({
+        "opt": Categorical(["sgd", "adam"]),
+        "momentum": Float(0.0, 0.9, values=(0.0, 0.9), when={"opt": "sgd"}),
+        "layers": Int(1, 2),
+    })
+    assert len(space.grid()) == (2 + 1) * 2
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: Float(1.0, 0.1, name="lr"), r"space\.lr\.low: low must be <= high"),
+        (lambda: Float(0.0, 1.0, log=True, name="lr"), r"space\.lr\.low: must be > 0 when log is true"),
+        (lambda: Categorical([], name="act"), r"space\.act\.choices: is empty"),
+        (lambda: Int(1.5, 3, name="n"), r"space\.n\.low: must be an integer"),
+        (lambda: Float(0.1, 1, step=0.1, log=True, name="x"), r"space\.x\.step: cannot be combined"),
+        (lambda: Space({"x": Float(0, 1)}).grid(), r"space\.x: grid search needs listed values"),
+        (lambda: Space({"m": Float(0, 1, when={"opt": "sgd"})}), r"space\.m\.when: refers to 'opt'"),
+        (
+            lambda: Space({"a": Float(0, 1, when={"b": 1}), "b": Float(0, 1, when={"a": 1})}),
+            r"conditions form a cycle",
+        ),
+        (lambda: Space({}), r"space: is empty"),
+    ],
+)
+def test_bad_definitions_name_the_field(make, match):
+    with pytest.raises(SpaceError, match=match):
+        make()
+
+
+def test_validate_checks_manual_configs():
+    space = Space({"opt": Categorical(["sgd", "adam"]), "m": Float(0, 1, when={"opt": "sgd"})})
+    assert space.validate({"opt": "sgd", "m": 0.5}) == {"opt": "sgd", "m": 0.5}
+    with pytest.raises(SpaceError, match=r"configs\.m: is missing"):
+        space.validate({"opt": "sgd"})
+    with pytest.raises(SpaceError, match=r"configs\.m: is given but its `when` condition is false"):
+        space.validate({"opt": "adam", "m": 0.5})
+    with pytest.raises(SpaceError, match=r"configs\.m: value 2 is outside the range \[0, 1\]"):
+        space.validate({"opt": "sgd", "m": 2})
+    with pytest.raises(SpaceError, match=r"configs\.lr: is not a parameter"):
+        space.validate({"opt": "adam", "lr": 0.1})
