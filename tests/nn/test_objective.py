@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from tunelab.errors import SpecError
-from tunelab.nn.data import Split, load_dataset, split_dataset
+from tunelab.nn.data import Split, Standardizer, load_dataset, split_dataset
+from tunelab.nn.models import build_mlp
 from tunelab.nn.objective import HYPERPARAMETERS, NetworkObjective, load_model
-from tunelab.nn.train import evaluate
+from tunelab.nn.train import evaluate, fit, seed_everything
 from tunelab.trial import Trial
 
 DIGITS_FAST = {"epochs": 5, "batch_size": 64, "units": 32, "lr": 1e-2}
@@ -71,6 +72,39 @@ def test_same_trial_seed_gives_the_same_result(tmp_path, digits_objective, make_
     assert first == again != other
 
 
+def test_trial_seed_sets_the_initial_weights(tmp_path, digits_objective, make_reporter):
+    # lr=0 keeps the weights where they started, so the loss depends on the initialisation only
+    params = {"lr": 0.0, "epochs": 1}
+    first = digits_objective(make_trial(tmp_path, make_reporter(), params, seed=1))
+    other = digits_objective(make_trial(tmp_path, make_reporter(), params, seed=2))
+    assert first["val_loss"] != other["val_loss"]
+
+
+def test_trial_is_trained_on_train_standardised_with_train_statistics(
+    tmp_path, digits_objective, make_reporter
+):
+    params = {"epochs": 2}
+    result = digits_objective(make_trial(tmp_path, make_reporter(), params, seed=3))
+
+    train, val, _ = split_dataset(load_dataset("digits"), test_size=0.2, holdout=0.2, seed=0)
+    scaler = Standardizer().fit(train.X)
+    config = {**HYPERPARAMETERS, **DIGITS_FAST, **params}
+    seed_everything(3)
+    model = build_mlp(64, 10, config["n_layers"], config["units"])
+    history = fit(
+        model,
+        Split(scaler.transform(train.X), train.y),
+        Split(scaler.transform(val.X), val.y),
+        task="classification",
+        epochs=2,
+        batch_size=config["batch_size"],
+        lr=config["lr"],
+        seed=3,
+        device="cpu",
+    )
+    assert result == history[-1]
+
+
 def test_pickle_drops_the_data_and_keeps_behaviour(tmp_path, digits_objective, make_reporter):
     params = {"epochs": 2}
     before = digits_objective(make_trial(tmp_path, make_reporter(), params))
@@ -95,6 +129,25 @@ def test_csv_source_resolves_against_base_dir(tmp_path, make_reporter):
     data = {"source": "pts.csv", "target": "label", "base_dir": str(tmp_path), "holdout": 0.25}
     objective = NetworkObjective(data, fixed={"epochs": 20, "lr": 1e-2}, device="cpu")
     assert objective(make_trial(tmp_path, make_reporter()))["val_accuracy"] >= 0.9
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("iris", ["train_loss", "val_loss", "val_accuracy"]),
+        ("diabetes", ["train_loss", "val_loss", "val_mse", "val_mae", "val_r2"]),
+    ],
+)
+def test_metric_names_are_what_a_trial_returns(tmp_path, make_reporter, source, expected):
+    objective = NetworkObjective({"source": source}, fixed={"epochs": 1}, device="cpu")
+    assert objective.metric_names() == expected
+    assert list(objective(make_trial(tmp_path, make_reporter()))) == expected
+
+
+def test_metric_names_load_the_data_so_a_missing_file_fails_early(tmp_path):
+    objective = NetworkObjective({"source": "missing.csv", "base_dir": tmp_path})
+    with pytest.raises(SpecError, match="neither a builtin data set nor an existing file"):
+        objective.metric_names()
 
 
 def test_check_names_catches_typos_before_training():

@@ -21,6 +21,7 @@ from tunelab.nn.data import (
 from tunelab.nn.models import ACTIVATIONS, build_mlp
 from tunelab.nn.objective import HYPERPARAMETERS, MODELS, NetworkObjective, load_model
 from tunelab.nn.train import (
+    METRICS,
     OPTIMIZERS,
     evaluate,
     fit,
@@ -35,6 +36,7 @@ __all__ = [
     "BUILTIN_DATASETS",
     "CLASSIFICATION",
     "HYPERPARAMETERS",
+    "METRICS",
     "MODELS",
     "OPTIMIZERS",
     "REGRESSION",

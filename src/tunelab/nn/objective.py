@@ -23,7 +23,7 @@ from torch import nn
 from tunelab.errors import SpecError
 from tunelab.nn.data import Dataset, Split, Standardizer, load_dataset, split_dataset
 from tunelab.nn.models import build_mlp
-from tunelab.nn.train import evaluate, fit, seed_everything
+from tunelab.nn.train import METRICS, evaluate, fit, seed_everything
 from tunelab.trial import Trial
 
 __all__ = ["HYPERPARAMETERS", "MODELS", "NetworkObjective", "load_model"]
@@ -109,6 +109,14 @@ class NetworkObjective:
         """
         self._check_model()
         _check_known("space", names)
+
+    def metric_names(self) -> list[str]:
+        """The metrics each trial reports, so a spec's metric can be checked before the search.
+
+        Loads the data (the task decides the metrics), so a missing file or column fails here.
+        """
+        task = self._loaded().dataset.task
+        return ["train_loss", *(f"val_{name}" for name in METRICS[task])]
 
     def __call__(self, trial: Trial) -> dict[str, float]:
         """Train with ``trial.params``, report every epoch, stop when the scheduler says so."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterable
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -17,9 +18,10 @@ from sklearn.metrics import accuracy_score, mean_absolute_error, mean_squared_er
 from torch import nn
 
 from tunelab.errors import SpecError, TrialDiverged
-from tunelab.nn.data import CLASSIFICATION, Split, check_task
+from tunelab.nn.data import CLASSIFICATION, REGRESSION, Split, check_task
 
 __all__ = [
+    "METRICS",
     "OPTIMIZERS",
     "evaluate",
     "fit",
@@ -30,6 +32,11 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+
+#: What :func:`evaluate` reports per task, each under ``{prefix}_{name}``.
+METRICS = MappingProxyType(
+    {CLASSIFICATION: ("loss", "accuracy"), REGRESSION: ("loss", "mse", "mae", "r2")}
+)
 
 EpochCallback = Callable[[int, dict[str, float]], bool | None]
 
