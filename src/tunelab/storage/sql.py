@@ -123,8 +123,9 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _begin_immediate(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(connection: Any) -> None:
+        read_only = connection.get_execution_options().get("tunelab_read_only", False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -152,13 +153,16 @@ class SQLStorage(Storage):
             self._engine = _sqlite_engine(parsed)
         else:
             self._engine = sa.create_engine(parsed, pool_pre_ping=True)
+        self._readers = self._engine.execution_options(tunelab_read_only=True)
         with self._begin() as conn:  # serialised, so concurrent first runs do not race
             metadata.create_all(conn)
 
     @contextlib.contextmanager
-    def _begin(self):
-        """One transaction, committed on success, rolled back on error."""
-        with self._lock, self._engine.begin() as conn:
+    def _begin(self, read_only: bool = False):
+        """One transaction, committed on success, rolled back on error. On SQLite a write
+        transaction takes the lock up front (BEGIN IMMEDIATE); a read-only one takes none."""
+        engine = self._readers if read_only else self._engine
+        with self._lock, engine.begin() as conn:
             yield conn
 
     def __repr__(self) -> str:
@@ -195,7 +199,7 @@ class SQLStorage(Storage):
         return self.get_study(name)
 
     def get_study(self, name: str) -> StudyRecord:
-        with self._begin() as conn:
+        with self._begin(read_only=True) as conn:
             row = conn.execute(studies.select().where(studies.c.name == name)).first()
             if row is None:
                 known = (
@@ -207,7 +211,7 @@ class SQLStorage(Storage):
         return self._study(row)
 
     def list_studies(self) -> list[StudyRecord]:
-        with self._begin() as conn:
+        with self._begin(read_only=True) as conn:
             rows = conn.execute(studies.select().order_by(studies.c.id)).all()
         return [self._study(row) for row in rows]
 
@@ -424,11 +428,11 @@ class SQLStorage(Storage):
         where = [trials.c.study_id == study_id]
         if states is not None:
             where.append(trials.c.state.in_([s.value for s in states]))
-        with self._begin() as conn:
+        with self._begin(read_only=True) as conn:
             return self._select_trials(conn, where)
 
     def changes(self, study_id: int, after_revision: int) -> tuple[list[FrozenTrial], int]:
-        with self._begin() as conn:
+        with self._begin(read_only=True) as conn:
             revision = conn.execute(
                 sa.select(studies.c.revision).where(studies.c.id == study_id)
             ).scalar_one()
@@ -459,7 +463,7 @@ class SQLStorage(Storage):
             else [getattr(trials.c, k) == v for k, v in key.items()]
         )
         if conn is None:
-            with self._begin() as conn:
+            with self._begin(read_only=True) as conn:
                 return self._get_trial(conn, trial_id, **key)
         return self._trial(conn.execute(trials.select().where(*where)).one(), {})
 

@@ -1,0 +1,123 @@
+"""tunelab's own cost per trial beside Optuna's, in one run: propose + record, trivial objective.
+
+Each contender runs N trials of the same 3-parameter space (a log float, an int, a categorical) with
+a trivial objective on a fresh SQLite file, one process. What is measured is the tuner itself:
+proposing, writing the trial, its params and its result. Figures go to bench/results/overhead.json
+and .md as milliseconds per trial and as ratios to tunelab random.
+
+Usage: python bench/overhead.py [--trials 1000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def objective_value(lr: float, layers: int, act: str) -> float:
+    return (lr - 0.01) ** 2 + layers * 0.1 + (act == "relu") * 0.05
+
+
+def run_tunelab(url: str, trials: int) -> None:
+    from tunelab import Categorical, Float, Int, Study
+
+    space = {
+        "lr": Float(1e-5, 1e-1, log=True),
+        "layers": Int(1, 5),
+        "act": Categorical(["relu", "tanh", "gelu"]),
+    }
+    study = Study("bench", storage=url, direction="minimize", strategy="random", seed=0)
+    study.optimize(lambda t: objective_value(**t.params), space, trials=trials)
+
+
+def run_optuna(url: str, trials: int, sampler_name: str) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = {
+        "random": optuna.samplers.RandomSampler(seed=0),
+        "tpe": optuna.samplers.TPESampler(seed=0),
+    }[sampler_name]
+
+    def objective(trial: optuna.Trial) -> float:
+        return objective_value(
+            trial.suggest_float("lr", 1e-5, 1e-1, log=True),
+            trial.suggest_int("layers", 1, 5),
+            trial.suggest_categorical("act", ["relu", "tanh", "gelu"]),
+        )
+
+    study = optuna.create_study(storage=url, sampler=sampler, direction="minimize")
+    study.optimize(objective, n_trials=trials)
+
+
+CONTENDERS = {
+    "tunelab random + SQLite": lambda url, n: run_tunelab(url, n),
+    "Optuna random + SQLite": lambda url, n: run_optuna(url, n, "random"),
+    "Optuna TPE + SQLite": lambda url, n: run_optuna(url, n, "tpe"),
+}
+
+
+def measure(name: str, trials: int) -> float:
+    """Milliseconds per trial on a fresh SQLite file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/bench.db"
+        start = time.perf_counter()
+        CONTENDERS[name](url, trials)
+        return (time.perf_counter() - start) * 1000 / trials
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    runs: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+    for repeat in range(args.repeats):  # interleaved, so drift in the machine hits all alike
+        for name in CONTENDERS:
+            runs[name].append(measure(name, args.trials))
+            print(f"repeat {repeat + 1}: {name}: {runs[name][-1]:.2f} ms/trial", flush=True)
+
+    medians = {name: statistics.median(values) for name, values in runs.items()}
+    ours = medians["tunelab random + SQLite"]
+    import optuna
+    import sqlalchemy
+
+    import tunelab
+
+    result = {
+        "trials": args.trials,
+        "repeats": args.repeats,
+        "ms_per_trial_median": medians,
+        "ms_per_trial_runs": runs,
+        "ratio_to_tunelab_random": {name: value / ours for name, value in medians.items()},
+        "target_ms_per_trial": 5.0,
+        "versions": {"tunelab": tunelab.__version__, "optuna": optuna.__version__,
+                     "sqlalchemy": sqlalchemy.__version__, "python": platform.python_version()},
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "overhead.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [
+        f"# Overhead per trial ({args.trials} trials, trivial objective, SQLite file, "
+        f"median of {args.repeats})",
+        "",
+        "| contender | ms per trial | ratio to tunelab random |",
+        "|---|---|---|",
+        *(f"| {name} | {medians[name]:.2f} | {medians[name] / ours:.2f} |" for name in CONTENDERS),
+        "",
+        f"Target: tunelab random + SQLite at most 5 ms per trial. Measured: {ours:.2f} ms.",
+    ]
+    (RESULTS / "overhead.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
