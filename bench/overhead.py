@@ -99,8 +99,12 @@ def main() -> None:
         "ms_per_trial_runs": runs,
         "ratio_to_tunelab_random": {name: value / ours for name, value in medians.items()},
         "target_ms_per_trial": 5.0,
-        "versions": {"tunelab": tunelab.__version__, "optuna": optuna.__version__,
-                     "sqlalchemy": sqlalchemy.__version__, "python": platform.python_version()},
+        "versions": {
+            "tunelab": tunelab.__version__,
+            "optuna": optuna.__version__,
+            "sqlalchemy": sqlalchemy.__version__,
+            "python": platform.python_version(),
+        },
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
     }
     RESULTS.mkdir(exist_ok=True)

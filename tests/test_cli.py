@@ -34,8 +34,14 @@ SPEC = {
 
 
 def tunelab(*args, cwd, **kwargs):
-    return subprocess.run([sys.executable, "-m", "tunelab.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "tunelab.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
 
 
 def write_spec(tmp_path, spec=None, **changes):
@@ -53,16 +59,21 @@ def test_run_then_best_json_then_trials(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "test_accuracy" in run.stdout
     storage = f"sqlite:///{tmp_path}/tunelab.db"
-    best = json.loads(tunelab("best", "iris-mlp", "--json", "--storage", storage, cwd=tmp_path).stdout)
+    best = json.loads(
+        tunelab("best", "iris-mlp", "--json", "--storage", storage, cwd=tmp_path).stdout
+    )
     assert set(best) >= {"params", "value", "test_metrics"}
     assert 0.0 <= best["test_metrics"]["test_accuracy"] <= 1.0
     assert best["retrained_on"] == "train+validation"
     assert all(Path(p).is_file() for p in best["artifacts"].values())
-    rows = json.loads(tunelab("trials", "iris-mlp", "--format", "json", "--storage", storage,
-                              cwd=tmp_path).stdout)
+    rows = json.loads(
+        tunelab("trials", "iris-mlp", "--format", "json", "--storage", storage, cwd=tmp_path).stdout
+    )
     assert len(rows) == 12 and {r["state"] for r in rows} == {"COMPLETE"}
     assert all(r["steps"] == 4 for r in rows)
-    csv = tunelab("trials", "iris-mlp", "--format", "csv", "--storage", storage, cwd=tmp_path).stdout
+    csv = tunelab(
+        "trials", "iris-mlp", "--format", "csv", "--storage", storage, cwd=tmp_path
+    ).stdout
     assert csv.splitlines()[0].startswith("number,state,value,lr,momentum,optimizer,units")
     status = tunelab("status", "iris-mlp", "--storage", storage, cwd=tmp_path).stdout
     assert "complete: 12" in status and "test" in status
@@ -72,8 +83,13 @@ def test_run_then_best_json_then_trials(tmp_path):
 def test_sigkill_mid_study_then_resume_keeps_completed_trials_and_meets_the_budget(tmp_path):
     spec = write_spec(tmp_path, budget={"trials": 30}, fixed={**SPEC["fixed"], "epochs": 15})
     db = tmp_path / "tunelab.db"
-    proc = subprocess.Popen([sys.executable, "-m", "tunelab.cli", "run", str(spec)], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunelab.cli", "run", str(spec)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         before = _wait_for_complete_trials(db, at_least=5, proc=proc)
     finally:
@@ -86,8 +102,12 @@ def test_sigkill_mid_study_then_resume_keeps_completed_trials_and_meets_the_budg
     resume = tunelab("resume", "iris-mlp", "--storage", f"sqlite:///{db}", cwd=tmp_path)
     assert resume.returncode == 0, resume.stderr
 
-    after = {number: (state, params, value) for number, state, params, value in _query(
-        db, "SELECT number, state, params, value FROM tunelab_trials")}
+    after = {
+        number: (state, params, value)
+        for number, state, params, value in _query(
+            db, "SELECT number, state, params, value FROM tunelab_trials"
+        )
+    }
     for number, completed in before.items():
         assert after[number] == completed, "a trial completed before the kill changed"
     assert sorted(after) == list(range(30)), "budget not met, or numbers duplicated"
@@ -104,12 +124,22 @@ def _wait_for_complete_trials(db, at_least, proc, timeout=120.0):
         assert proc.poll() is None, proc.stderr.read().decode()
         if db.exists():
             try:
-                rows = _query(db, "SELECT number, state, params, value FROM tunelab_trials "
-                                  "WHERE state = 'COMPLETE'")
+                rows = _query(
+                    db,
+                    "SELECT number, state, params, value FROM tunelab_trials "
+                    "WHERE state = 'COMPLETE'",
+                )
             except sqlite3.OperationalError:  # tables not created yet
                 rows = []
-            mid_trial = _query(db, "SELECT COUNT(*) FROM tunelab_trials t JOIN tunelab_reports r "
-                                   "ON r.trial_id = t.id WHERE t.state = 'RUNNING'")[0][0] if rows else 0
+            mid_trial = (
+                _query(
+                    db,
+                    "SELECT COUNT(*) FROM tunelab_trials t JOIN tunelab_reports r "
+                    "ON r.trial_id = t.id WHERE t.state = 'RUNNING'",
+                )[0][0]
+                if rows
+                else 0
+            )
             if len(rows) >= at_least and mid_trial:
                 return {number: (state, params, value) for number, state, params, value in rows}
         time.sleep(0.05)
@@ -123,20 +153,29 @@ def _query(db, sql):
 
 BAD_SPECS = [
     (lambda s: s.update(budgett={"trials": 3}), r"budgett: unknown field; did you mean 'budget'\?"),
-    (lambda s: s["space"].update(lr={"type": "float", "low": 0.5, "high": 0.1}),
-     r"space\.lr\.low: low must be <= high"),
-    (lambda s: s["space"].update(lr={"type": "float", "low": 0.0, "high": 0.1, "log": True}),
-     r"space\.lr\.low: must be > 0 when log is true"),
-    (lambda s: s["space"].update(units={"type": "categorical", "choices": []}),
-     r"space\.units\.choices: is empty"),
+    (
+        lambda s: s["space"].update(lr={"type": "float", "low": 0.5, "high": 0.1}),
+        r"space\.lr\.low: low must be <= high",
+    ),
+    (
+        lambda s: s["space"].update(lr={"type": "float", "low": 0.0, "high": 0.1, "log": True}),
+        r"space\.lr\.low: must be > 0 when log is true",
+    ),
+    (
+        lambda s: s["space"].update(units={"type": "categorical", "choices": []}),
+        r"space\.units\.choices: is empty",
+    ),
     (lambda s: s.update(strategy="grid"), r"space\.lr: grid search needs listed values"),
-    (lambda s: s.update(data={"source": "missing.csv", "target": "y"}),
-     r"data\.source: .*missing\.csv"),
-    (lambda s: s.update(data={"source": "data.csv", "target": "price"}),
-     r"data\.target: .*price"),
+    (
+        lambda s: s.update(data={"source": "missing.csv", "target": "y"}),
+        r"data\.source: .*missing\.csv",
+    ),
+    (lambda s: s.update(data={"source": "data.csv", "target": "price"}), r"data\.target: .*price"),
     (lambda s: s["metric"].update(name="val_acc"), r"metric\.name: 'val_acc' is not reported"),
-    (lambda s: s["space"].update(lr_typo={"type": "float", "low": 0.1, "high": 0.2}),
-     r"space\.lr_typo: unknown hyperparameter"),
+    (
+        lambda s: s["space"].update(lr_typo={"type": "float", "low": 0.1, "high": 0.2}),
+        r"space\.lr_typo: unknown hyperparameter",
+    ),
 ]
 
 

@@ -27,8 +27,13 @@ def _env():
 def test_four_independent_processes_share_one_study_exactly(tmp_path):
     url = f"sqlite:///{tmp_path}/shared.db"
     procs = [
-        subprocess.Popen([sys.executable, "-c", DRIVER, url, "240"], env=_env(),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", DRIVER, url, "240"],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(4)
     ]
     outputs = [p.communicate(timeout=300) for p in procs]

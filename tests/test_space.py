@@ -25,26 +25,32 @@ def test_int_values_are_ints_in_range_and_all_reachable(param):
 
 
 def test_int_gives_each_value_an_equal_share():
-    counts = collections.Counter(Int(1, 3).from_unit(u) for u in np.linspace(0, 1, 3000, endpoint=False))
+    counts = collections.Counter(
+        Int(1, 3).from_unit(u) for u in np.linspace(0, 1, 3000, endpoint=False)
+    )
     assert counts == {1: 1000, 2: 1000, 3: 1000}
 
 
 def test_encode_decode_round_trip():
-    space = Space({
-        "lr": Float(1e-4, 0.3, log=True),
-        "layers": Int(1, 5),
-        "batch": Int(16, 512, log=True),
-        "opt": Categorical(["sgd", "adam"]),
-    })
+    space = Space(
+        {
+            "lr": Float(1e-4, 0.3, log=True),
+            "layers": Int(1, 5),
+            "batch": Int(16, 512, log=True),
+            "opt": Categorical(["sgd", "adam"]),
+        }
+    )
     config = {"lr": 0.01, "layers": 4, "batch": 64, "opt": "adam"}
     assert space.decode(space.encode(config)) == pytest.approx(config)
 
 
 def test_inactive_parameter_is_absent_not_filled():
-    space = Space({
-        "opt": Categorical(["sgd", "adam"]),
-        "momentum": Float(0.0, 0.99, when={"opt": "sgd"}),
-    })
+    space = Space(
+        {
+            "opt": Categorical(["sgd", "adam"]),
+            "momentum": Float(0.0, 0.99, when={"opt": "sgd"}),
+        }
+    )
     adam = space.decode([0.9, 0.3])
     assert adam == {"opt": "adam"}
     assert math.isnan(space.encode(adam)[1])
@@ -52,30 +58,36 @@ def test_inactive_parameter_is_absent_not_filled():
 
 
 def test_comparison_conditions():
-    space = Space({
-        "n_layers": Int(1, 3),
-        "units_2": Int(8, 64, when={"n_layers": {"ge": 2}}),
-    })
+    space = Space(
+        {
+            "n_layers": Int(1, 3),
+            "units_2": Int(8, 64, when={"n_layers": {"ge": 2}}),
+        }
+    )
     assert "units_2" not in space.decode([0.0, 0.5])
     assert "units_2" in space.decode([0.99, 0.5])
 
 
 def test_parent_moves_before_child_but_order_is_otherwise_kept():
-    space = Space({
-        "a": Float(0, 1),
-        "momentum": Float(0, 1, when={"opt": "sgd"}),
-        "opt": Categorical(["sgd", "adam"]),
-        "z": Float(0, 1),
-    })
+    space = Space(
+        {
+            "a": Float(0, 1),
+            "momentum": Float(0, 1, when={"opt": "sgd"}),
+            "opt": Categorical(["sgd", "adam"]),
+            "z": Float(0, 1),
+        }
+    )
     assert list(space) == ["a", "opt", "momentum", "z"]
 
 
 def test_grid_enumerates_combinations_without_inactive_duplicates():
-    space = Space({
-        "opt": Categorical(["sgd", "adam"]),
-        "momentum": Float(0.0, 0.9, values=(0.0, 0.9), when={"opt": "sgd"}),
-        "layers": Int(1, 2),
-    })
+    space = Space(
+        {
+            "opt": Categorical(["sgd", "adam"]),
+            "momentum": Float(0.0, 0.9, values=(0.0, 0.9), when={"opt": "sgd"}),
+            "layers": Int(1, 2),
+        }
+    )
     assert len(space.grid()) == (2 + 1) * 2
 
 
@@ -83,12 +95,21 @@ def test_grid_enumerates_combinations_without_inactive_duplicates():
     ("make", "match"),
     [
         (lambda: Float(1.0, 0.1, name="lr"), r"space\.lr\.low: low must be <= high"),
-        (lambda: Float(0.0, 1.0, log=True, name="lr"), r"space\.lr\.low: must be > 0 when log is true"),
+        (
+            lambda: Float(0.0, 1.0, log=True, name="lr"),
+            r"space\.lr\.low: must be > 0 when log is true",
+        ),
         (lambda: Categorical([], name="act"), r"space\.act\.choices: is empty"),
         (lambda: Int(1.5, 3, name="n"), r"space\.n\.low: must be an integer"),
-        (lambda: Float(0.1, 1, step=0.1, log=True, name="x"), r"space\.x\.step: cannot be combined"),
+        (
+            lambda: Float(0.1, 1, step=0.1, log=True, name="x"),
+            r"space\.x\.step: cannot be combined",
+        ),
         (lambda: Space({"x": Float(0, 1)}).grid(), r"space\.x: grid search needs listed values"),
-        (lambda: Space({"m": Float(0, 1, when={"opt": "sgd"})}), r"space\.m\.when: refers to 'opt'"),
+        (
+            lambda: Space({"m": Float(0, 1, when={"opt": "sgd"})}),
+            r"space\.m\.when: refers to 'opt'",
+        ),
         (
             lambda: Space({"a": Float(0, 1, when={"b": 1}), "b": Float(0, 1, when={"a": 1})}),
             r"conditions form a cycle",

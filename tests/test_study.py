@@ -27,7 +27,9 @@ def test_finds_the_minimum_and_records_every_trial(url):
 
 
 def test_trial_budget_is_the_study_total_so_rerunning_tops_up(url):
-    Study("q", storage=url, direction="minimize", seed=0).optimize(objectives.quadratic, X, trials=5)
+    Study("q", storage=url, direction="minimize", seed=0).optimize(
+        objectives.quadratic, X, trials=5
+    )
     again = Study("q", storage=url, direction="minimize", seed=0)
     again.optimize(objectives.quadratic, X, trials=5)
     assert len(again.trials) == 5
@@ -42,7 +44,9 @@ def test_queued_configs_run_first_and_manual_runs_only_them(url):
     study.enqueue({"x": -1.0})
     study.optimize(objectives.quadratic, X)
     assert [(t.params, t.value, t.source) for t in study.trials] == [
-        ({"x": 2.0}, 0.0, "queue"), ({"x": -1.0}, 9.0, "queue")]
+        ({"x": 2.0}, 0.0, "queue"),
+        ({"x": -1.0}, 9.0, "queue"),
+    ]
 
 
 def test_an_invalid_queued_config_fails_alone(url):
@@ -65,7 +69,9 @@ def test_failures_are_recorded_and_the_study_goes_on(url):
     study = Study("f", storage=url, direction="maximize", strategy="manual")
     for kind in ["raise", "nan", "wrong-type", "ok"]:
         study.enqueue({"kind": kind})
-    study.optimize(objectives.misbehaving, {"kind": Categorical(["ok", "raise", "nan", "wrong-type"])})
+    study.optimize(
+        objectives.misbehaving, {"kind": Categorical(["ok", "raise", "nan", "wrong-type"])}
+    )
     by_kind = {t.params["kind"]: t for t in study.trials}
     assert by_kind["ok"].state is TrialState.COMPLETE
     assert "RuntimeError: boom in user code" in by_kind["raise"].error
@@ -99,7 +105,9 @@ def test_seeds_and_directories(url, tmp_path):
     study.optimize(objectives.seed_and_dir, X, trials=3)
     for trial in study.trials:
         assert trial.seed == trial_seed(7, trial.number)
-        assert (tmp_path / "art" / "s" / f"trial_{trial.number:05d}" / "note.txt").read_text() == str(trial.seed)
+        assert (
+            tmp_path / "art" / "s" / f"trial_{trial.number:05d}" / "note.txt"
+        ).read_text() == str(trial.seed)
 
 
 def test_trial_timeout_in_process_fails_the_trial_at_its_next_report(url):
@@ -135,15 +143,15 @@ def test_ctrl_c_gives_the_running_trial_back_to_the_queue(url):
     assert trial.state is TrialState.WAITING and trial.params is not None
     study.optimize(objectives.quadratic, X, trials=3)
     first = study.trials[0]
-    assert first.state is TrialState.COMPLETE and first.params == trial.params and first.retries == 1
+    assert (
+        first.state is TrialState.COMPLETE and first.params == trial.params and first.retries == 1
+    )
 
 
 def test_trials_of_a_dead_process_are_requeued_and_rerun(url):
     study = Study("d", storage=url, direction="minimize")
     storage = study.storage
-    orphan = storage.claim_trial(study.id, "ghost-host:1", None)  # another machine, no heartbeat
-    storage.set_trial_params(orphan.id, {"x": 1.0}, 5, {})
-    storage.heartbeat([])  # nothing refreshes it
+    storage.create_trial(study.id, 0, "ghost-host:1", {"x": 1.0}, 5, {})  # another machine
     import tunelab.study as study_module
 
     study_module.STALE_AFTER_S, saved = -1.0, study_module.STALE_AFTER_S
@@ -152,7 +160,12 @@ def test_trials_of_a_dead_process_are_requeued_and_rerun(url):
     finally:
         study_module.STALE_AFTER_S = saved
     rerun = study.trials[0]
-    assert (rerun.state, rerun.params, rerun.seed, rerun.retries) == (TrialState.COMPLETE, {"x": 1.0}, 5, 1)
+    assert (rerun.state, rerun.params, rerun.seed, rerun.retries) == (
+        TrialState.COMPLETE,
+        {"x": 1.0},
+        5,
+        1,
+    )
     assert len(study.trials) == 2
 
 
@@ -161,8 +174,7 @@ def test_trial_left_running_by_a_dead_local_pid_is_requeued(url):
     import socket
 
     dead_pid = _dead_pid()
-    orphan = study.storage.claim_trial(study.id, f"{socket.gethostname()}:{dead_pid}", None)
-    study.storage.set_trial_params(orphan.id, {"x": 3.0}, 5, {})
+    study.storage.create_trial(study.id, 0, f"{socket.gethostname()}:{dead_pid}", {"x": 3.0}, 5, {})
     study.optimize(objectives.quadratic, X, trials=1)
     (trial,) = study.trials
     assert trial.state is TrialState.COMPLETE and trial.retries == 1
@@ -189,8 +201,13 @@ def test_best_trial_is_none_before_anything_completes(url):
 
 
 def test_frozen_trial_values_at():
-    trial = FrozenTrial(id=1, number=0, state=TrialState.RUNNING, params={},
-                        intermediate={1: {"a": 0.5}, 2: {"b": 1.0}, 3: {"a": 0.7}})
+    trial = FrozenTrial(
+        id=1,
+        number=0,
+        state=TrialState.RUNNING,
+        params={},
+        intermediate={1: {"a": 0.5}, 2: {"b": 1.0}, 3: {"a": 0.7}},
+    )
     assert trial.values_at("a") == {1: 0.5, 3: 0.7}
 
 

@@ -122,9 +122,15 @@ def best(
         top = _best(store.get_trials(record.id), record.direction)
         if top is None:
             raise TunelabError(f"no trial of {name!r} has completed yet")
-        result = {"study": name, "trial": top.number, "params": top.params,
-                  "metric": record.metric, "value": top.value, "val_metrics": top.metrics,
-                  "test_metrics": None}
+        result = {
+            "study": name,
+            "trial": top.number,
+            "params": top.params,
+            "metric": record.metric,
+            "value": top.value,
+            "val_metrics": top.metrics,
+            "test_metrics": None,
+        }
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
@@ -152,8 +158,9 @@ def _run(experiment: Any) -> None:
         TimeRemainingColumn(),
     ]
     with Progress(*columns, console=out, transient=False) as progress:
-        task = progress.add_task(study.name, total=budget.trials, completed=done, running=0,
-                                 best=_fmt(study.best_trial))
+        task = progress.add_task(
+            study.name, total=budget.trials, completed=done, running=0, best=_fmt(study.best_trial)
+        )
 
         def on_trial_end(study_: Any, trial: FrozenTrial) -> None:
             progress.update(task, advance=1, running=study_.n_running, best=_fmt(study_.best_trial))
@@ -204,9 +211,18 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["number", "state", "value", *params, "steps", "seed", "duration_s", "error"])
     for r in rows:
-        writer.writerow([r["number"], r["state"], r["value"],
-                         *[(r["params"] or {}).get(p, "") for p in params],
-                         r["steps"], r["seed"], r["duration_s"], (r["error"] or "").strip()])
+        writer.writerow(
+            [
+                r["number"],
+                r["state"],
+                r["value"],
+                *[(r["params"] or {}).get(p, "") for p in params],
+                r["steps"],
+                r["seed"],
+                r["duration_s"],
+                (r["error"] or "").strip(),
+            ]
+        )
     return buffer.getvalue()
 
 
@@ -215,10 +231,15 @@ def _table(rows: list[dict[str, Any]], metric: str) -> Table:
     for r in rows:
         value = "" if r["value"] is None or not math.isfinite(r["value"]) else f"{r['value']:.4g}"
         error = (r["error"] or "").strip().splitlines()
-        table.add_row(str(r["number"]), r["state"], value,
-                      ", ".join(f"{k}={_short(v)}" for k, v in (r["params"] or {}).items()),
-                      str(r["steps"]), "" if r["duration_s"] is None else f"{r['duration_s']:.1f}",
-                      error[-1] if error else "")
+        table.add_row(
+            str(r["number"]),
+            r["state"],
+            value,
+            ", ".join(f"{k}={_short(v)}" for k, v in (r["params"] or {}).items()),
+            str(r["steps"]),
+            "" if r["duration_s"] is None else f"{r['duration_s']:.1f}",
+            error[-1] if error else "",
+        )
     return table
 
 

@@ -162,4 +162,3 @@ def _check_same_search(spec: ExperimentSpec, storage: Storage) -> None:
             f"differs from the stored study {spec.name!r}, which searched something else; "
             "give the spec a new name (budget, workers and storage may change between runs)",
         )
-

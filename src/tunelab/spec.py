@@ -152,7 +152,11 @@ def parse_spec(raw: Any, base_dir: str | Path | None = None) -> ExperimentSpec:
         space.grid()  # a continuous range without listed values fails here, naming the parameter
     for i, config in enumerate(spec.configs):
         space.validate(config, field_prefix=f"configs[{i}]")
-    if spec.budget.trials is None and spec.budget.minutes is None and spec.strategy.name == "random":
+    if (
+        spec.budget.trials is None
+        and spec.budget.minutes is None
+        and spec.strategy.name == "random"
+    ):
         raise SpecError("budget", "give trials and/or minutes, or a random search never ends")
     return spec
 

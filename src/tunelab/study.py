@@ -25,6 +25,7 @@ from tunelab.executors.base import Objective
 from tunelab.schedulers import Scheduler, StudyView, make_scheduler
 from tunelab.space import Space
 from tunelab.storage import Storage, StudyRecord, get_storage
+from tunelab.storage.base import TrialNumberTaken
 from tunelab.strategies import Strategy, make_strategy
 from tunelab.trial import Decision, FrozenTrial, TrialState
 
@@ -236,22 +237,39 @@ class _TrialView:
         self._storage = storage
         self._study_id = study_id
         self._trials: dict[int, FrozenTrial] = {}
+        self._waiting: set[int] = set()
         self._revision = 0
+        self._complete = False
+        self.next_number = 0
 
-    def sync(self) -> None:
+    def sync(self, force: bool = False) -> None:
+        """Read what changed in storage, unless our own last write proved nothing did."""
+        if self._complete and not force:
+            return
         changed, self._revision = self._storage.changes(self._study_id, self._revision)
         for trial in changed:
-            self._trials[trial.id] = trial
+            self._store(trial)
+        self._complete = True
 
     def put(self, trial: FrozenTrial, revision: int | None = None) -> None:
-        """Keep our own write; when it took the very next revision, no other process wrote in
+        """Keep our own write. When it took the very next revision, no other process wrote in
         between, so the view is still complete and the next sync need not read anything."""
-        self._trials[trial.id] = trial
-        if revision is not None and revision == self._revision + 1:
-            self._revision = revision
+        self._store(trial)
+        if revision is not None:
+            self._complete = revision == self._revision + 1
+            if self._complete:
+                self._revision = revision
 
-    def drop(self, trial_id: int) -> None:
-        self._trials.pop(trial_id, None)
+    def _store(self, trial: FrozenTrial) -> None:
+        self._trials[trial.id] = trial
+        self.next_number = max(self.next_number, trial.number + 1)
+        if trial.state is TrialState.WAITING:
+            self._waiting.add(trial.id)
+        else:
+            self._waiting.discard(trial.id)
+
+    def has_waiting(self) -> bool:
+        return bool(self._waiting)
 
     def get(self, trial_id: int) -> FrozenTrial:
         return self._trials[trial_id]
@@ -288,7 +306,7 @@ class _Run:
 
     # The loop ------------------------------------------------------------------------------------
     def loop(self, objective: Objective, executor: Executor) -> None:
-        self.view.sync()
+        self.view.sync(force=True)
         self.requeue_dead()
         executor.start(objective)
         self._heartbeat.start()
@@ -302,7 +320,7 @@ class _Run:
             for outcome in executor.wait(self.on_report, timeout=HEARTBEAT_INTERVAL_S):
                 self.record(outcome)
             if time.time() - last_check > HEARTBEAT_INTERVAL_S:
-                self.view.sync()
+                self.view.sync(force=True)
                 self.requeue_dead()
                 last_check = time.time()
 
@@ -310,51 +328,79 @@ class _Run:
         return self.deadline is not None and time.time() >= self.deadline
 
     def launch(self, executor: Executor) -> bool:
-        """Claim trials for the free slots (queued ones first), get params for new ones from the
-        strategy, and submit them. Returns whether anything was claimed."""
-        claimed = []
-        for _ in range(executor.free_slots()):
-            limit = 0 if self.no_new_trials else self.max_trials  # 0: only take queued trials
-            trial = self.storage.claim_trial(self.study.id, self.owner, limit)
-            if trial is None:  # nothing queued, and the budget allows no new trial
+        """Fill the free slots: queued trials first, then new ones the strategy proposes.
+
+        Returns whether anything happened, so the loop goes on even when nothing got to run
+        (an invalid queued config, a trial number another process took first).
+        """
+        free = executor.free_slots()
+        if not free:
+            return False
+        self.view.sync()
+        tasks: list[TrialTask] = []
+        progressed = False
+        while len(tasks) < free and self.view.has_waiting():
+            trial = self.storage.claim_trial(self.study.id, self.owner)
+            if trial is None:  # another process took them
+                self.view.sync(force=True)
+                break
+            progressed = True
+            task = self.start_queued(trial)
+            if task is not None:
+                tasks.append(task)
+        if len(tasks) < free and not self.no_new_trials:
+            progressed |= self.propose(free - len(tasks), tasks)
+        if tasks:
+            executor.submit(tasks)
+        return progressed
+
+    def start_queued(self, trial: FrozenTrial) -> TrialTask | None:
+        """A claimed queued trial: validate its params against the space, give it its seed."""
+        seed = trial.seed if trial.seed is not None else trial_seed(self.study.seed, trial.number)
+        try:
+            params = self.space.validate(trial.params)
+        except SpecError as exc:
+            self.view.put(trial)
+            self.finish(trial.id, TrialState.FAILED, error=f"invalid queued config: {exc}")
+            return None
+        revision = self.storage.set_trial_params(trial.id, params, seed, {"queued": True})
+        trial = replace(trial, params=params, seed=seed, proposal={"queued": True})
+        self.view.put(trial, revision)
+        return self.task_for(trial)
+
+    def propose(self, n: int, tasks: list[TrialTask]) -> bool:
+        """Ask the strategy for the next ``n`` trial numbers and create those trials."""
+        numbers = [self.view.next_number + i for i in range(n)]
+        proposals = self.study.strategy.ask(self.space, self.view.trials, numbers)
+        if len(proposals) < n:
+            self.no_new_trials = True  # the strategy has nothing more (a finished grid)
+        for number, proposal in zip(numbers, proposals, strict=False):
+            seed = trial_seed(self.study.seed, number)
+            try:
+                trial = self.storage.create_trial(
+                    self.study.id,
+                    number,
+                    self.owner,
+                    proposal.params,
+                    seed,
+                    proposal.info,
+                    self.max_trials,
+                )
+            except TrialNumberTaken:  # another process created it first: re-read, ask again
+                self.view.sync(force=True)
+                return True
+            if trial is None:  # the trial budget is spent
                 self.no_new_trials = True
                 break
             self.view.put(trial, trial.revision)
-            claimed.append(trial)
-        if not claimed:
-            return False
-        self.view.sync()
-        fresh = [t for t in claimed if t.params is None]
-        proposals = self.study.strategy.ask(self.space, self.view.trials, [t.number for t in fresh])
-        tasks = []
-        for trial in claimed:
-            if trial.params is None:
-                if not proposals:  # the strategy is exhausted: give the number back
-                    self.storage.discard_trial(trial.id)
-                    self.view.drop(trial.id)
-                    self.no_new_trials = True
-                    continue
-                proposal = proposals.pop(0)
-                params, info = proposal.params, proposal.info
-            else:
-                try:
-                    params, info = self.space.validate(trial.params), {"queued": True}
-                except SpecError as exc:
-                    self.storage.set_trial_params(trial.id, trial.params, 0, {"queued": True})
-                    self.finish(trial.id, TrialState.FAILED, error=f"invalid queued config: {exc}")
-                    continue
-            seed = (
-                trial.seed if trial.seed is not None else trial_seed(self.study.seed, trial.number)
-            )
-            revision = self.storage.set_trial_params(trial.id, params, seed, info)
-            self.view.put(replace(trial, params=params, seed=seed, proposal=info), revision)
-            self.by_number[trial.number] = trial.id
-            deadline = time.time() + self.trial_timeout if self.trial_timeout else None
-            directory = str(self.study.trial_dir(trial.number))
-            tasks.append(TrialTask(trial.id, trial.number, params, seed, directory, deadline))
-        if tasks:
-            executor.submit(tasks)
-        return True
+            tasks.append(self.task_for(trial))
+        return bool(tasks)
+
+    def task_for(self, trial: FrozenTrial) -> TrialTask:
+        self.by_number[trial.number] = trial.id
+        deadline = time.time() + self.trial_timeout if self.trial_timeout else None
+        directory = str(self.study.trial_dir(trial.number))
+        return TrialTask(trial.id, trial.number, trial.params, trial.seed, directory, deadline)
 
     # Reports and outcomes ------------------------------------------------------------------------
     def on_report(self, number: int, step: int, metrics: dict[str, float]) -> Decision:
@@ -443,7 +489,7 @@ class _Run:
         ]
         if dead:
             self.storage.requeue_trials(dead)
-            self.view.sync()
+            self.view.sync(force=True)
 
     def close(self) -> None:
         """After the loop, or on Ctrl-C: trials still running here are given back to the queue."""
@@ -451,7 +497,7 @@ class _Run:
         interrupted = [self.view.get(i) for i in self.by_number.values()]
         if interrupted:
             self.storage.requeue_trials(interrupted)
-            self.view.sync()
+            self.view.sync(force=True)
         self.by_number.clear()
 
 

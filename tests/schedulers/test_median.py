@@ -6,13 +6,23 @@ from tunelab.trial import Decision, FrozenTrial, TrialState
 
 
 def finished(i, curve, state=TrialState.COMPLETE):
-    return FrozenTrial(id=i, number=i, state=state, params={},
-                       intermediate={s: {"acc": v} for s, v in enumerate(curve)})
+    return FrozenTrial(
+        id=i,
+        number=i,
+        state=state,
+        params={},
+        intermediate={s: {"acc": v} for s, v in enumerate(curve)},
+    )
 
 
 def running(curve):
-    return FrozenTrial(id=99, number=99, state=TrialState.RUNNING, params={},
-                       intermediate={s: {"acc": v} for s, v in enumerate(curve)})
+    return FrozenTrial(
+        id=99,
+        number=99,
+        state=TrialState.RUNNING,
+        params={},
+        intermediate={s: {"acc": v} for s, v in enumerate(curve)},
+    )
 
 
 COMPLETED = [finished(i, [0.5, 0.6, 0.7, 0.8]) for i in range(5)]
@@ -41,7 +51,10 @@ def test_needs_enough_completed_trials():
 
 def test_pruned_and_failed_trials_do_not_count():
     others = [finished(i, [0.9, 0.9, 0.9], TrialState.PRUNED) for i in range(5)]
-    assert decide(running([0.1, 0.1, 0.1]), 2, trials=others, warmup_steps=0, min_trials=1) is Decision.CONTINUE
+    assert (
+        decide(running([0.1, 0.1, 0.1]), 2, trials=others, warmup_steps=0, min_trials=1)
+        is Decision.CONTINUE
+    )
 
 
 def test_uses_best_so_far_so_one_noisy_step_does_not_stop_a_good_trial():
@@ -50,10 +63,28 @@ def test_uses_best_so_far_so_one_noisy_step_does_not_stop_a_good_trial():
 
 def test_minimize_direction():
     losses = [finished(i, [1.0, 0.8, 0.6]) for i in range(5)]
-    assert decide(running([2.0, 1.9, 1.8]), 2, trials=losses, direction="minimize",
-                  warmup_steps=0, min_trials=3) is Decision.STOP
-    assert decide(running([1.0, 0.7, 0.5]), 2, trials=losses, direction="minimize",
-                  warmup_steps=0, min_trials=3) is Decision.CONTINUE
+    assert (
+        decide(
+            running([2.0, 1.9, 1.8]),
+            2,
+            trials=losses,
+            direction="minimize",
+            warmup_steps=0,
+            min_trials=3,
+        )
+        is Decision.STOP
+    )
+    assert (
+        decide(
+            running([1.0, 0.7, 0.5]),
+            2,
+            trials=losses,
+            direction="minimize",
+            warmup_steps=0,
+            min_trials=3,
+        )
+        is Decision.CONTINUE
+    )
 
 
 def test_interval():
@@ -65,7 +96,10 @@ def test_interval():
 def test_factory_and_bad_options():
     assert isinstance(make_scheduler(None), NoScheduler)
     assert make_scheduler("median", warmup_steps=2).get_params() == {
-        "warmup_steps": 2, "min_trials": 5, "interval": 1}
+        "warmup_steps": 2,
+        "min_trials": 5,
+        "interval": 1,
+    }
     with pytest.raises(SpecError, match="scheduler: unknown scheduler 'asha'"):
         make_scheduler("asha")
     with pytest.raises(SpecError, match="warmup_steps must be an integer >= 0"):

@@ -11,9 +11,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunelab.errors import StorageError
 from tunelab.trial import FrozenTrial, TrialState
 
-__all__ = ["Storage", "StudyRecord"]
+__all__ = ["Storage", "StudyRecord", "TrialNumberTaken"]
+
+
+class TrialNumberTaken(StorageError):
+    """Another process created that trial number first (optimistic numbering lost a race)."""
 
 
 @dataclass(frozen=True)
@@ -62,24 +67,34 @@ class Storage(abc.ABC):
         """Add a WAITING trial with given params; it runs before any the strategy proposes."""
 
     @abc.abstractmethod
-    def claim_trial(self, study_id: int, owner: str, max_trials: int | None) -> FrozenTrial | None:
-        """Atomically take the oldest WAITING trial, or else create a new RUNNING one without params.
+    def claim_trial(self, study_id: int, owner: str) -> FrozenTrial | None:
+        """Atomically take the oldest WAITING trial (it becomes RUNNING under ``owner``), or None."""
 
-        A new trial gets the next number, so numbers are unique across processes. Returns None when
-        the study already holds ``max_trials`` trials and none is waiting.
+    @abc.abstractmethod
+    def create_trial(
+        self,
+        study_id: int,
+        number: int,
+        owner: str,
+        params: Mapping[str, Any],
+        seed: int,
+        proposal: Mapping[str, Any],
+        max_trials: int | None = None,
+    ) -> FrozenTrial | None:
+        """Create RUNNING trial ``number`` with its params, in one transaction.
+
+        ``number`` must be the study's next (numbers are dense from 0, so ``number < max_trials``
+        is the budget check). When another process took it first, raises TrialNumberTaken: the
+        caller re-reads the study and asks again. Returns None when the budget is spent.
         """
 
     @abc.abstractmethod
     def set_trial_params(
         self, trial_id: int, params: Mapping[str, Any], seed: int, proposal: Mapping[str, Any]
     ) -> int:
-        """Fill in what the strategy proposed for a claimed trial.
+        """Record the params a claimed queued trial runs with (validated, with its seed).
 
         This and the other trial writes return the study revision they took (see ``changes``)."""
-
-    @abc.abstractmethod
-    def discard_trial(self, trial_id: int) -> None:
-        """Delete a claimed trial that never ran (the strategy had nothing left to propose)."""
 
     @abc.abstractmethod
     def add_report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> int:

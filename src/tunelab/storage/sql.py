@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,7 +26,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlalchemy.pool import StaticPool
 
 from tunelab.errors import StorageError
-from tunelab.storage.base import Storage, StudyRecord
+from tunelab.storage.base import Storage, StudyRecord, TrialNumberTaken
 from tunelab.trial import FrozenTrial, TrialState
 
 __all__ = ["SQLStorage"]
@@ -84,6 +85,10 @@ reports = sa.Table(
     sa.Column("metrics", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+
+class _Row(SimpleNamespace):
+    """A trial row we just wrote, shaped like a fetched one (saves reading it back)."""
 
 
 def _dumps(value: Any) -> str:
@@ -274,17 +279,11 @@ class SQLStorage(Storage):
         return revision
 
     @staticmethod
-    def _numbering(conn: sa.Connection, study_id: int) -> tuple[int, int, int | None]:
-        """The study's trial count, its next number, and its first waiting trial's number."""
-        waiting = trials.c.state == TrialState.WAITING.value
-        count, last, first_waiting = conn.execute(
-            sa.select(
-                sa.func.count(),
-                sa.func.max(trials.c.number),
-                sa.func.min(trials.c.number).filter(waiting),
-            ).where(trials.c.study_id == study_id)
-        ).one()
-        return count, 0 if last is None else last + 1, first_waiting
+    def _next_number(conn: sa.Connection, study_id: int) -> int:
+        last = conn.execute(
+            sa.select(sa.func.max(trials.c.number)).where(trials.c.study_id == study_id)
+        ).scalar()
+        return 0 if last is None else last + 1
 
     def enqueue_trial(
         self,
@@ -298,7 +297,7 @@ class SQLStorage(Storage):
             trial_id = conn.execute(
                 trials.insert().values(
                     study_id=study_id,
-                    number=self._numbering(conn, study_id)[1],
+                    number=self._next_number(conn, study_id),
                     revision=revision,
                     state=TrialState.WAITING.value,
                     params=_dumps(dict(params)),
@@ -310,42 +309,62 @@ class SQLStorage(Storage):
             ).inserted_primary_key[0]
         return self._get_trial(trial_id=trial_id)
 
-    def claim_trial(self, study_id: int, owner: str, max_trials: int | None) -> FrozenTrial | None:
-        now = time.time()
+    def claim_trial(self, study_id: int, owner: str) -> FrozenTrial | None:
         with self._begin() as conn:
-            revision = self._bump(conn, study_id)
-            running = {
-                "state": TrialState.RUNNING.value,
-                "owner": owner,
-                "started_at": now,
-                "heartbeat_at": now,
-                "updated_at": now,
-                "revision": revision,
-            }
-            count, number, first_waiting = self._numbering(conn, study_id)
-            if first_waiting is not None:
-                conn.execute(
-                    trials.update()
-                    .where(trials.c.study_id == study_id, trials.c.number == first_waiting)
-                    .values(**running)
-                )
-                return self._get_trial(conn, study_id=study_id, number=first_waiting)
-            if max_trials is not None and count >= max_trials:
+            first = conn.execute(
+                sa.select(trials.c.id)
+                .where(trials.c.study_id == study_id, trials.c.state == TrialState.WAITING.value)
+                .order_by(trials.c.number)
+                .limit(1)
+            ).scalar()
+            if first is None:
                 return None
-            trial_id = conn.execute(
-                trials.insert().values(
-                    study_id=study_id, number=number, source="strategy", retries=0, **running
-                )
-            ).inserted_primary_key[0]
-        return FrozenTrial(
-            id=trial_id,
-            number=number,
-            state=TrialState.RUNNING,
-            params=None,
-            started_at=now,
-            heartbeat_at=now,
-            owner=owner,
-            revision=revision,
+            now = time.time()
+            self._update_trial(
+                conn,
+                first,
+                state=TrialState.RUNNING.value,
+                owner=owner,
+                started_at=now,
+                heartbeat_at=now,
+            )
+            return self._get_trial(conn, trial_id=first)
+
+    def create_trial(
+        self,
+        study_id: int,
+        number: int,
+        owner: str,
+        params: Mapping[str, Any],
+        seed: int,
+        proposal: Mapping[str, Any],
+        max_trials: int | None = None,
+    ) -> FrozenTrial | None:
+        if max_trials is not None and number >= max_trials:  # numbers are dense from 0
+            return None
+        now = time.time()
+        values = {
+            "study_id": study_id,
+            "number": number,
+            "state": TrialState.RUNNING.value,
+            "params": _dumps(dict(params)),
+            "seed": seed,
+            "source": "strategy",
+            "proposal": _dumps(dict(proposal)),
+            "owner": owner,
+            "retries": 0,
+            "started_at": now,
+            "heartbeat_at": now,
+            "updated_at": now,
+        }
+        try:
+            with self._begin() as conn:
+                values["revision"] = self._bump(conn, study_id)
+                trial_id = conn.execute(trials.insert().values(**values)).inserted_primary_key[0]
+        except IntegrityError as exc:
+            raise TrialNumberTaken(f"trial number {number} is taken") from exc
+        return self._trial(
+            _Row(id=trial_id, metrics=None, value=None, error=None, finished_at=None, **values), {}
         )
 
     def set_trial_params(
@@ -359,10 +378,6 @@ class SQLStorage(Storage):
                 seed=seed,
                 proposal=_dumps(dict(proposal)),
             )
-
-    def discard_trial(self, trial_id: int) -> None:
-        with self._begin() as conn:
-            conn.execute(trials.delete().where(trials.c.id == trial_id))
 
     def add_report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> int:
         with self._begin() as conn:

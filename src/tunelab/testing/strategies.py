@@ -7,12 +7,14 @@ import pytest
 from tunelab.space import Categorical, Float, Int, Space
 from tunelab.trial import FrozenTrial, TrialState
 
-SPACE = Space({
-    "lr": Float(1e-4, 0.3, log=True, values=(1e-3, 1e-2)),
-    "layers": Int(1, 3),
-    "opt": Categorical(["sgd", "adam"]),
-    "momentum": Float(0.0, 0.99, values=(0.0, 0.9), when={"opt": "sgd"}),
-})
+SPACE = Space(
+    {
+        "lr": Float(1e-4, 0.3, log=True, values=(1e-3, 1e-2)),
+        "layers": Int(1, 3),
+        "opt": Categorical(["sgd", "adam"]),
+        "momentum": Float(0.0, 0.99, values=(0.0, 0.9), when={"opt": "sgd"}),
+    }
+)
 
 
 def history_of(configs: list[dict], values: list[float] | None = None) -> list[FrozenTrial]:
