@@ -87,8 +87,11 @@ class Study:
         self._record = self._open(name, _direction(direction), metric, seed, spec)
         self.seed = int(self._record.attrs["seed"])
         self.strategy = make_strategy(strategy)
-        if self.strategy.get_params().get("seed", 0) is None:  # seeded strategies follow the study
+        options = self.strategy.get_params()
+        if options.get("seed", 0) is None:  # seeded strategies follow the study
             self.strategy.set_params(seed=self.seed)
+        if "direction" in options:  # model-based strategies learn in the study's direction
+            self.strategy.set_params(direction=self.direction)
         self.scheduler = make_scheduler(scheduler)
         self.artifacts_dir = (
             Path(artifacts_dir) if artifacts_dir else _default_artifacts(self.storage)

@@ -7,11 +7,13 @@ from typing import Any
 
 from tunelab.errors import SpecError
 from tunelab.strategies.base import Proposal, Strategy
+from tunelab.strategies.bayes import BayesSearch
 from tunelab.strategies.grid import GridSearch
 from tunelab.strategies.manual import Manual
 from tunelab.strategies.random import RandomSearch
 
 __all__ = [
+    "BayesSearch",
     "STRATEGIES",
     "GridSearch",
     "Manual",
@@ -25,6 +27,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "manual": Manual,
     "grid": GridSearch,
     "random": RandomSearch,
+    "bayes": BayesSearch,
 }
 
 

@@ -1,0 +1,123 @@
+import math
+
+import numpy as np
+import pytest
+
+from tunelab import Categorical, Float, Int, Study, TrialState
+from tunelab.space import Space
+from tunelab.strategies import BayesSearch
+from tunelab.testing import StrategyContract
+from tunelab.testing.strategies import SPACE
+from tunelab.trial import FrozenTrial
+
+
+class TestBayesContract(StrategyContract):
+    @pytest.fixture
+    def strategy(self):
+        return BayesSearch(seed=0, n_initial=2)
+
+
+def finished(space, n, seed=0, value=None, state=TrialState.COMPLETE):
+    rng = np.random.default_rng(seed)
+    trials = []
+    for i in range(n):
+        params = space.decode(rng.random(len(space)))
+        v = value(params) if value else float(rng.random())
+        trials.append(FrozenTrial(id=i + 1, number=i, state=state, params=params, value=v))
+    return trials
+
+
+def score(params):
+    return (
+        -((math.log10(params["lr"]) + 2) ** 2)
+        + (params["opt"] == "sgd") * 0.5
+        - params["layers"] * 0.1
+    )
+
+
+def test_model_proposals_are_valid_in_a_mixed_conditional_space():
+    strategy = BayesSearch(seed=0, n_initial=5)
+    history = finished(SPACE, 12, value=score)
+    for proposal in strategy.ask(SPACE, history, [12, 13, 14]):
+        assert SPACE.validate(proposal.params) == proposal.params
+        assert proposal.info["phase"] == "model"
+
+
+def test_each_proposal_records_why():
+    history = finished(SPACE, 12, value=score)
+    (proposal,) = BayesSearch(seed=0, n_initial=5).ask(SPACE, history, [12])
+    info = proposal.info
+    assert info["acquisition"] == "log_expected_improvement"
+    assert math.isfinite(info["acquisition_value"]) and info["predicted_std"] >= 0
+    assert info["n_observations"] == 12 and math.isfinite(info["predicted_mean"])
+
+
+def test_a_batch_and_running_trials_give_distinct_points():
+    space = Space({"x": Float(0, 1), "y": Float(0, 1)})
+    history = finished(space, 10, value=lambda p: -((p["x"] - 0.7) ** 2) - (p["y"] - 0.2) ** 2)
+    batch = [p.params for p in BayesSearch(seed=0, n_initial=5).ask(space, history, range(10, 14))]
+    points = np.array([[p["x"], p["y"]] for p in batch])
+    distances = np.linalg.norm(points[:, None] - points[None], axis=-1)[np.triu_indices(4, 1)]
+    assert distances.min() > 1e-3, "a pending-aware batch must not repeat a point"
+    running = [FrozenTrial(id=99, number=10, state=TrialState.RUNNING, params=batch[0])]
+    (after,) = BayesSearch(seed=0, n_initial=5).ask(space, history + running, [11])
+    assert after.params != batch[0] and after.info["n_pending"] == 1
+
+
+def test_failed_and_pruned_trials_keep_it_proposing():
+    history = finished(SPACE, 8, value=score)
+    history += [
+        FrozenTrial(
+            id=20, number=8, state=TrialState.FAILED, params=history[0].params, error="diverged"
+        ),
+        FrozenTrial(id=21, number=9, state=TrialState.PRUNED, params=history[1].params, value=-3.0),
+        FrozenTrial(
+            id=22, number=10, state=TrialState.PRUNED, params=history[2].params, value=None
+        ),
+    ]
+    (proposal,) = BayesSearch(seed=0, n_initial=5).ask(SPACE, history, [11])
+    assert SPACE.validate(proposal.params) == proposal.params
+
+
+def test_all_trials_failed_still_proposes():
+    history = finished(SPACE, 6, state=TrialState.FAILED)
+    assert BayesSearch(seed=0, n_initial=3).ask(SPACE, history, [6])
+
+
+def test_seeded_studies_are_reproducible():
+    space = {
+        "lr": Float(1e-4, 1.0, log=True),
+        "layers": Int(1, 4),
+        "opt": Categorical(["sgd", "adam"]),
+    }
+
+    def run():
+        study = Study("b", storage="sqlite://", strategy=BayesSearch(n_initial=4), seed=3)
+        study.optimize(lambda t: score(t.params), space, trials=9)
+        return [t.params for t in study.trials]
+
+    assert run() == run()
+
+
+def test_finds_a_better_optimum_than_its_initial_design_on_a_smooth_function():
+    space = {"x": Float(-5, 10), "y": Float(0, 15)}
+
+    def branin(trial):
+        x, y = trial.params["x"], trial.params["y"]
+        return (
+            (y - 5.1 / (4 * math.pi**2) * x**2 + 5 / math.pi * x - 6) ** 2
+            + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x)
+            + 10
+        )
+
+    study = Study("b", storage="sqlite://", direction="minimize", strategy="bayes", seed=0)
+    study.optimize(branin, space, trials=25)
+    initial = min(t.value for t in study.trials if t.proposal.get("phase") == "initial")
+    assert study.best_trial.value < min(initial, 1.0)  # the optimum is 0.398
+    assert study.best_trial.proposal["phase"] == "model"
+
+
+def test_subsamples_past_max_observations():
+    history = finished(SPACE, 40, value=score)
+    (proposal,) = BayesSearch(seed=0, n_initial=5, max_observations=20).ask(SPACE, history, [40])
+    assert proposal.info["n_observations"] == 20
