@@ -10,9 +10,11 @@ Two kinds of task, same spaces, budgets and seeds for every contender:
   MNIST-1D), 40 trials, 5 seeds.
 
 Contenders: tunelab random, tunelab bayes, Optuna TPE (default), Optuna TPE multivariate, Optuna
-GPSampler. SMAC3 and HEBO are left out where they do not install here (the results file says why).
+GPSampler, SMAC3 (its hyperparameter-optimisation facade). HEBO does not install beside numpy 2 here
+(the results file says why).
 
-Outputs in bench/results/: ``bayes_<suite>.json`` (every run's best-so-far curve and test score),
+Outputs in bench/results/: ``raw/bayes_<suite>_<contender>.json`` (each contender's runs; a run of
+this script replaces those of the contenders it ran, so slow ones can run apart), ``bayes_<suite>.json`` (every run's best-so-far curve and test score),
 ``bayes_<suite>.md`` (tables: median best at 10/30/100 trials, mean rank, test score of the chosen
 config, trials for bayes to reach random's final result) and ``bayes_<suite>.png`` (best-so-far
 curves, median and interquartile range).
@@ -49,10 +51,10 @@ CONTENDERS = [
     "optuna tpe",
     "optuna tpe multivariate",
     "optuna gp",
+    "smac",
 ]
 LEFT_OUT = {
     "HEBO": "HEBO 0.3.6 pins numpy<1.25; it cannot install beside numpy 2 and torch 2.13 here",
-    "SMAC3": "see bench/results: pip install smac was tried in a clean venv",
 }
 
 
@@ -247,6 +249,45 @@ def run_optuna(task: Task, sampler: str, seed: int, trials: int) -> list[tuple[d
     return records
 
 
+def run_smac(task: Task, seed: int, trials: int) -> list[tuple[dict, float, float]]:
+    """SMAC3's hyperparameter-optimisation facade (random forest + local search), minimising."""
+    import tempfile
+
+    from ConfigSpace import Categorical, ConfigurationSpace, EqualsCondition, Float, Integer
+    from smac import HyperparameterOptimizationFacade, Scenario
+
+    space = ConfigurationSpace(seed=seed)
+    hyperparameters = {}
+    for name, p in task.params.items():
+        if p.kind == "cat":
+            hp = Categorical(name, list(p.choices))
+        elif p.kind == "int":
+            hp = Integer(name, (int(p.low), int(p.high)), log=p.log)
+        else:
+            hp = Float(name, (p.low, p.high), log=p.log)
+        hyperparameters[name] = hp
+        space.add(hp)
+    for name, p in task.params.items():
+        if p.when:
+            space.add(EqualsCondition(hyperparameters[name], hyperparameters[p.when[0]], p.when[1]))
+    records = []
+
+    def train(config: Any, seed: int = 0) -> float:
+        params = dict(config)
+        value, test = task.evaluate(params, seed)
+        records.append((params, value, test))
+        return -value
+
+    with tempfile.TemporaryDirectory() as out:
+        scenario = Scenario(
+            space, deterministic=True, n_trials=trials, seed=seed, output_directory=Path(out)
+        )
+        HyperparameterOptimizationFacade(
+            scenario, train, overwrite=True, logging_level=40
+        ).optimize()
+    return records[:trials]
+
+
 def run_one(job: tuple[str, int, str, int, int]) -> dict[str, Any]:
     """One (task, contender, seed) run: its best-so-far curve and the chosen configs' test scores."""
     import torch
@@ -257,6 +298,8 @@ def run_one(job: tuple[str, int, str, int, int]) -> dict[str, Any]:
     start = time.perf_counter()
     if contender.startswith("tunelab"):
         records = run_tunelab(task, contender.split()[1], seed, trials)
+    elif contender == "smac":
+        records = run_smac(task, seed, trials)
     else:
         records = run_optuna(task, contender.removeprefix("optuna "), seed, trials)
     elapsed = time.perf_counter() - start
@@ -280,18 +323,23 @@ def run_one(job: tuple[str, int, str, int, int]) -> dict[str, Any]:
 
 
 # Report -----------------------------------------------------------------------------------------
+def present(runs: list[dict]) -> list[str]:
+    return [c for c in CONTENDERS if any(r["contender"] == c for r in runs)]
+
+
 def summarise(runs: list[dict], trials: int) -> dict[str, Any]:
+    contenders = present(runs)
     task_names = sorted({r["task"] for r in runs}, key=lambda n: [r["task"] for r in runs].index(n))
     checkpoints = [b for b in (10, 30, trials) if b <= trials]
     median_best: dict[str, dict[str, dict[str, float]]] = {}
-    ranks: dict[int, dict[str, list[float]]] = {b: {c: [] for c in CONTENDERS} for b in checkpoints}
+    ranks: dict[int, dict[str, list[float]]] = {b: {c: [] for c in contenders} for b in checkpoints}
     tests: dict[str, dict[str, float]] = {}
     to_reach: dict[str, float] = {}
     for name in task_names:
         mine = [r for r in runs if r["task"] == name]
         median_best[name] = {}
         tests[name] = {}
-        for contender in CONTENDERS:
+        for contender in contenders:
             rows = [r for r in mine if r["contender"] == contender]
             curves = np.array([r["curve"] for r in rows])
             median_best[name][contender] = {
@@ -301,11 +349,13 @@ def summarise(runs: list[dict], trials: int) -> dict[str, Any]:
                 np.median([r["chosen"][str(trials)]["test"] for r in rows])
             )
         for b in checkpoints:  # rank of each contender's median at b within this task (1 = best)
-            scores = {c: median_best[name][c][str(b)] for c in CONTENDERS}
+            scores = {c: median_best[name][c][str(b)] for c in contenders}
             order = sorted(scores, key=lambda c: -scores[c])
-            for c in CONTENDERS:
+            for c in contenders:
                 tied = [i + 1 for i, o in enumerate(order) if scores[o] == scores[c]]
                 ranks[b][c].append(float(np.mean(tied)))
+        if not {"tunelab random", "tunelab bayes"} <= set(contenders):
+            continue
         random_final = median_best[name]["tunelab random"][str(trials)]
         bayes = np.median(
             np.array([r["curve"] for r in mine if r["contender"] == "tunelab bayes"]), 0
@@ -323,15 +373,15 @@ def summarise(runs: list[dict], trials: int) -> dict[str, Any]:
     }
 
 
-def write_report(suite: str, runs: list[dict], trials: int, seeds: int, wall: float) -> None:
+def write_report(suite: str, runs: list[dict], trials: int, wall: float) -> None:
     summary = summarise(runs, trials)
+    contenders = present(runs)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"bayes_{suite}.json").write_text(
         json.dumps(
             {
                 "suite": suite,
                 "trials": trials,
-                "seeds": seeds,
                 "wall_seconds": wall,
                 "left_out": LEFT_OUT,
                 "summary": summary,
@@ -342,17 +392,17 @@ def write_report(suite: str, runs: list[dict], trials: int, seeds: int, wall: fl
         + "\n"
     )
     cps = summary["checkpoints"]
-    counts = {c: len({r["seed"] for r in runs if r["contender"] == c}) for c in CONTENDERS}
+    counts = {c: len({r["seed"] for r in runs if r["contender"] == c}) for c in contenders}
     lines = [
         f"# Search quality: {suite} ({trials} trials, median over seeds)",
         "",
         "Seeds per contender: " + ", ".join(f"{c} {n}" for c, n in counts.items()),
         "",
     ]
-    header = "| task | " + " | ".join(f"{c} @{b}" for c in CONTENDERS for b in cps[-2:]) + " |"
-    lines += [header, "|" + "---|" * (1 + len(CONTENDERS) * len(cps[-2:]))]
+    header = "| task | " + " | ".join(f"{c} @{b}" for c in contenders for b in cps[-2:]) + " |"
+    lines += [header, "|" + "---|" * (1 + len(contenders) * len(cps[-2:]))]
     for name, by_contender in summary["median_best"].items():
-        cells = [f"{by_contender[c][str(b)]:.4g}" for c in CONTENDERS for b in cps[-2:]]
+        cells = [f"{by_contender[c][str(b)]:.4g}" for c in contenders for b in cps[-2:]]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -361,7 +411,7 @@ def write_report(suite: str, runs: list[dict], trials: int, seeds: int, wall: fl
         "| contender | " + " | ".join(f"@{b}" for b in cps) + " |",
         "|---|" + "---|" * len(cps),
     ]
-    for c in CONTENDERS:
+    for c in contenders:
         lines.append(
             f"| {c} | " + " | ".join(f"{summary['mean_rank'][str(b)][c]:.2f}" for b in cps) + " |"
         )
@@ -369,12 +419,12 @@ def write_report(suite: str, runs: list[dict], trials: int, seeds: int, wall: fl
         "",
         f"Median test score of the config each contender chose after {trials} trials:",
         "",
-        "| task | " + " | ".join(CONTENDERS) + " |",
-        "|---|" + "---|" * len(CONTENDERS),
+        "| task | " + " | ".join(contenders) + " |",
+        "|---|" + "---|" * len(contenders),
     ]
     for name, by_contender in summary["median_test_of_chosen"].items():
         lines.append(
-            f"| {name} | " + " | ".join(f"{by_contender[c]:.4g}" for c in CONTENDERS) + " |"
+            f"| {name} | " + " | ".join(f"{by_contender[c]:.4g}" for c in contenders) + " |"
         )
     lines += [
         "",
@@ -385,7 +435,7 @@ def write_report(suite: str, runs: list[dict], trials: int, seeds: int, wall: fl
         f"- {name}: {v:.0f}" for name, v in summary["bayes_trials_to_reach_random_final"].items()
     ]
     seconds = {
-        c: np.median([r["seconds"] for r in runs if r["contender"] == c]) for c in CONTENDERS
+        c: np.median([r["seconds"] for r in runs if r["contender"] == c]) for c in contenders
     }
     lines += [
         "",
@@ -412,7 +462,7 @@ def plot(suite: str, runs: list[dict], summary: dict) -> None:
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
-        for contender in CONTENDERS:
+        for contender in present(runs):
             curves = np.array(
                 [r["curve"] for r in runs if r["task"] == name and r["contender"] == contender]
             )
@@ -470,12 +520,16 @@ def main() -> None:
                 flush=True,
             )
     wall = time.perf_counter() - start
-    previous = RESULTS / f"bayes_{args.suite}.json"
-    if set(args.contenders) != set(CONTENDERS) and previous.exists():
-        kept = json.loads(previous.read_text())
-        runs += [r for r in kept["runs"] if r["contender"] not in args.contenders]
-        wall += kept["wall_seconds"]
-    write_report(args.suite, runs, trials, seeds, wall)
+    raw = RESULTS / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for contender in args.contenders:  # each contender's runs replace its previous ones
+        mine = [r for r in runs if r["contender"] == contender]
+        path = raw / f"bayes_{args.suite}_{contender.replace(' ', '_')}.json"
+        path.write_text(json.dumps({"trials": trials, "wall_seconds": wall, "runs": mine}) + "\n")
+    everything = [json.loads(p.read_text()) for p in sorted(raw.glob(f"bayes_{args.suite}_*.json"))]
+    everything = [e for e in everything if e["trials"] == trials]
+    all_runs = [r for e in everything for r in e["runs"]]
+    write_report(args.suite, all_runs, trials, sum(e["wall_seconds"] for e in everything))
 
 
 if __name__ == "__main__":
