@@ -42,6 +42,7 @@ from tunelab.trial import FrozenTrial, TrialState
 __all__ = ["BayesSearch"]
 
 _INACTIVE_NUMBER = 0.5
+_GRADIENT_STARTS = 3
 _MAX_FIT_ITERATIONS = 50  # a refit at 200 trials stays near half a second
 
 
@@ -203,6 +204,15 @@ class _Proposer:
             configs = configs + local
             local_feats = torch.as_tensor(self.encoder.features(local), dtype=torch.double)
             scores = np.concatenate([scores, acquisition(local_feats.unsqueeze(1)).numpy()])
+        # Last, gradient ascent on the numbers of the best few (categoricals and inactive parameters
+        # held): it walks to the bounds and corners that sampling rarely hits exactly.
+        starts = [configs[i] for i in np.argsort(-scores)[:_GRADIENT_STARTS]]
+        ascended = [c for c in (self._ascend(acquisition, c) for c in starts) if c is not None]
+        if ascended:
+            with torch.no_grad():
+                feats = torch.as_tensor(self.encoder.features(ascended), dtype=torch.double)
+                scores = np.concatenate([scores, acquisition(feats.unsqueeze(1)).numpy()])
+            configs = configs + ascended
         for i in np.argsort(-scores):
             if _key(configs[i]) not in self.seen:
                 break
@@ -223,6 +233,40 @@ class _Proposer:
             "n_pending": len(self.pending),
         }
         return chosen, info
+
+    def _ascend(self, acquisition: Any, config: dict[str, Any]) -> dict[str, Any] | None:
+        """L-BFGS-B on the acquisition over the active numeric features of ``config``, rounded back
+        to a config by the space (integers, steps)."""
+        from botorch.optim import optimize_acqf
+
+        torch = self.torch
+        x0 = self.encoder.features([config])[0]
+        names = list(self.space)
+        fixed = {
+            j: float(x0[j])
+            for j, name in enumerate(names)
+            if j in self.encoder.categorical_dims or name not in config
+        }
+        if len(fixed) == len(names):
+            return None
+        bounds = torch.tensor([[0.0] * len(names), [1.0] * len(names)], dtype=torch.double)
+        start = torch.as_tensor(x0, dtype=torch.double).view(1, 1, -1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            x, _ = optimize_acqf(
+                acquisition,
+                bounds=bounds,
+                q=1,
+                num_restarts=1,
+                batch_initial_conditions=start,
+                fixed_features=fixed,
+                options={"maxiter": 50},
+            )
+        u = x.detach().numpy().reshape(-1).copy()
+        for j in self.encoder.categorical_dims:
+            param = self.space[names[j]]
+            u[j] = (min(x0[j], len(param.choices) - 1) + 0.5) / len(param.choices)
+        return self.space.decode(np.clip(u, 0.0, 1.0))
 
     def _candidates(self) -> list[dict[str, Any]]:
         from scipy.stats import qmc
