@@ -435,6 +435,19 @@ def write_report(suite: str, runs: list[dict], trials: int, wall: float) -> None
     lines += [
         f"- {name}: {v:.0f}" for name, v in summary["bayes_trials_to_reach_random_final"].items()
     ]
+    small, best = min(30, trials), summary["median_best"]
+    if {"tunelab random", "tunelab bayes"} <= set(contenders) and small < trials:
+        behind = [
+            n
+            for n in best
+            if best[n]["tunelab bayes"][str(small)] < best[n]["tunelab random"][str(trials)]
+        ]
+        lines += [
+            "",
+            f"tunelab bayes at {small} trials >= tunelab random at {trials} (medians) on "
+            f"{len(best) - len(behind)} of {len(best)} tasks"
+            + (f"; behind on: {', '.join(behind)}" if behind else ""),
+        ]
     seconds = {
         c: np.median([r["seconds"] for r in runs if r["contender"] == c]) for c in contenders
     }
