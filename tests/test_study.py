@@ -219,3 +219,23 @@ def _dead_pid() -> int:
     child.wait()
     assert not os.path.exists(f"/proc/{child.pid}")
     return child.pid
+
+
+def test_a_live_trial_on_another_machine_is_left_alone(url):
+    import tunelab.study as study_module
+
+    study = Study("d", storage=url, direction="minimize")
+    live = study.storage.create_trial(study.id, 0, "other-host:1", {"x": 1.0}, 5, {})
+    study._view.sync(force=True)  # the driver has seen the trial with its first heartbeat
+    study_module.STALE_AFTER_S, saved = 0.5, study_module.STALE_AFTER_S
+    try:
+        import time
+
+        time.sleep(0.6)
+        study.storage.heartbeat([live.id])  # the other machine is alive and beating
+        study.optimize(objectives.quadratic, X, trials=2)
+    finally:
+        study_module.STALE_AFTER_S = saved
+    states = {t.number: (t.state, t.owner) for t in study.trials}
+    assert states[0] == (TrialState.RUNNING, "other-host:1")
+    assert states[1][0] is TrialState.COMPLETE

@@ -485,11 +485,10 @@ class _Run:
         """Trials left RUNNING by a process that died go back to the queue (params and seed kept)."""
         now = time.time()
         mine = set(self.by_number.values())
-        dead = [
-            t
-            for t in self.view.trials
-            if t.state is TrialState.RUNNING and t.id not in mine and _is_dead(t, now)
-        ]
+        # Read from storage, not the view: heartbeats do not take revisions, so only a fresh read
+        # has them.
+        running = self.storage.get_trials(self.study.id, states=[TrialState.RUNNING])
+        dead = [t for t in running if t.id not in mine and _is_dead(t, now)]
         if dead:
             self.storage.requeue_trials(dead)
             self.view.sync(force=True)
