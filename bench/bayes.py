@@ -392,7 +392,7 @@ def summarise(runs: list[dict], trials: int) -> dict[str, Any]:
     }
 
 
-def write_report(suite: str, runs: list[dict], trials: int, wall: float) -> None:
+def write_report(suite: str, runs: list[dict], trials: int) -> None:
     summary = summarise(runs, trials)
     contenders = present(runs)
     RESULTS.mkdir(exist_ok=True)
@@ -401,7 +401,6 @@ def write_report(suite: str, runs: list[dict], trials: int, wall: float) -> None
             {
                 "suite": suite,
                 "trials": trials,
-                "wall_seconds": wall,
                 "left_out": LEFT_OUT,
                 "summary": summary,
                 "runs": runs,
@@ -519,6 +518,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("suite", choices=["lcbench", "real"])
     parser.add_argument("--seeds", type=int)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1")
     parser.add_argument("--trials", type=int)
     parser.add_argument("--jobs", type=int, default=os.cpu_count())
     parser.add_argument("--tasks", type=int, help="only the first N tasks (a quick check)")
@@ -539,25 +539,28 @@ def main() -> None:
     jobs = [
         (args.suite, t, c, s, trials)
         for t in range(n_tasks)
-        for s in range(seeds)
+        for s in range(args.first_seed, args.first_seed + seeds)
         for c in args.contenders
     ]
     jobs.sort(key=lambda j: j[2] != "tunelab bayes" and j[2] != "optuna gp")  # slow ones first
     if args.report:
         jobs, args.contenders = [], []
-    start = time.perf_counter()
     runs = []
     raw = RESULTS / "raw"
     raw.mkdir(parents=True, exist_ok=True)
 
-    def save() -> None:  # after every run, so a run cut short keeps what finished
-        for contender in args.contenders:  # each contender's runs replace its previous ones
-            mine = [r for r in runs if r["contender"] == contender]
+    def save() -> None:
+        """After every run, so a run cut short keeps what finished. A contender's saved runs are
+        replaced run by run (same task and seed), so seeds can be added in later invocations."""
+        for contender in args.contenders:
             path = raw / f"bayes_{args.suite}_{contender.replace(' ', '_')}.json"
-            wall = time.perf_counter() - start
-            path.write_text(
-                json.dumps({"trials": trials, "wall_seconds": wall, "runs": mine}) + "\n"
-            )
+            kept = json.loads(path.read_text()) if path.exists() else {"runs": []}
+            if kept.get("trials") not in (None, trials):
+                kept = {"runs": []}
+            mine = [r for r in runs if r["contender"] == contender]
+            fresh = {(r["task"], r["seed"]) for r in mine}
+            merged = [r for r in kept["runs"] if (r["task"], r["seed"]) not in fresh] + mine
+            path.write_text(json.dumps({"trials": trials, "runs": merged}) + "\n")
 
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run_one, job) for job in jobs]
@@ -573,8 +576,7 @@ def main() -> None:
             )
     everything = [json.loads(p.read_text()) for p in sorted(raw.glob(f"bayes_{args.suite}_*.json"))]
     everything = [e for e in everything if e["trials"] == trials]
-    all_runs = [r for e in everything for r in e["runs"]]
-    write_report(args.suite, all_runs, trials, sum(e["wall_seconds"] for e in everything))
+    write_report(args.suite, [r for e in everything for r in e["runs"]], trials)
 
 
 if __name__ == "__main__":
