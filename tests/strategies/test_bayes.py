@@ -121,3 +121,12 @@ def test_subsamples_past_max_observations():
     history = finished(SPACE, 40, value=score)
     (proposal,) = BayesSearch(seed=0, n_initial=5, max_observations=20).ask(SPACE, history, [40])
     assert proposal.info["n_observations"] == 20
+
+
+def test_log_scaled_parameters_are_modelled_on_the_log_scale():
+    space = {"lr": Float(1e-5, 1e-1, log=True)}
+    study = Study("log", storage="sqlite://", strategy=BayesSearch(n_initial=5), seed=0)
+    study.optimize(lambda t: -((math.log10(t.params["lr"]) + 4) ** 2), space, trials=14)
+    model_phase = [t.params["lr"] for t in study.trials if t.proposal.get("phase") == "model"]
+    assert model_phase and 10**-4.5 < study.best_trial.params["lr"] < 10**-3.5
+    assert sum(1e-5 <= lr < 1e-3 for lr in model_phase) >= len(model_phase) / 2
