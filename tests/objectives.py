@@ -13,6 +13,12 @@ def quadratic(trial):
     return (trial.params["x"] - 2.0) ** 2
 
 
+def slow_quadratic_5ms(trial):
+    """As quadratic, taking 5 ms: long enough for processes sharing a study to interleave."""
+    time.sleep(0.005)
+    return quadratic(trial)
+
+
 def curve(trial):
     """A learning curve whose level is set by x: reports every step, stops when told."""
     x = trial.params["x"]

@@ -11,11 +11,15 @@ from tunelab import Float, Study, TrialState
 ROOT = Path(__file__).resolve().parents[1]
 
 DRIVER = """
-import sys
+import pathlib, sys, time
 from tunelab import Float, Study
 from tests import objectives
+barrier = pathlib.Path(sys.argv[3])
+(barrier / sys.argv[4]).touch()
+while len(list(barrier.iterdir())) < 4:  # start together, so every process gets trials
+    time.sleep(0.01)
 study = Study("shared", storage=sys.argv[1], direction="minimize", seed=0)
-study.optimize(objectives.quadratic, {"x": Float(-5, 5)}, trials=int(sys.argv[2]))
+study.optimize(objectives.slow_quadratic_5ms, {"x": Float(-5, 5)}, trials=int(sys.argv[2]))
 """
 
 
@@ -26,15 +30,17 @@ def _env():
 
 def test_four_independent_processes_share_one_study_exactly(tmp_path):
     url = f"sqlite:///{tmp_path}/shared.db"
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", DRIVER, url, "240"],
+            [sys.executable, "-c", DRIVER, url, "240", str(barrier), str(i)],
             env=_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(4)
+        for i in range(4)
     ]
     outputs = [p.communicate(timeout=300) for p in procs]
     for proc, (_, stderr) in zip(procs, outputs, strict=True):

@@ -105,11 +105,9 @@ class Study:
         try:
             record = self.storage.get_study(name)
         except StorageError:
+            chosen = seed if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
             try:
-                record = self.storage.create_study(name, direction, metric, spec)
-                chosen = seed if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
-                self.storage.set_study_attr(record.id, "seed", chosen)
-                return self.storage.get_study(name)
+                return self.storage.create_study(name, direction, metric, spec, {"seed": chosen})
             except StorageError:  # another process created it in between
                 record = self.storage.get_study(name)
         if (record.direction, record.metric) != (direction, metric):

@@ -40,9 +40,15 @@ class Storage(abc.ABC):
     # Studies -------------------------------------------------------------------------------------
     @abc.abstractmethod
     def create_study(
-        self, name: str, direction: str, metric: str, spec: Mapping[str, Any] | None = None
+        self,
+        name: str,
+        direction: str,
+        metric: str,
+        spec: Mapping[str, Any] | None = None,
+        attrs: Mapping[str, Any] | None = None,
     ) -> StudyRecord:
-        """Create a study; raises StorageError if the name is taken."""
+        """Create a study with its first attributes, in one transaction (another process never sees
+        it half made); raises StorageError if the name is taken."""
 
     @abc.abstractmethod
     def get_study(self, name: str) -> StudyRecord:

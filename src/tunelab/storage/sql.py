@@ -195,7 +195,12 @@ class SQLStorage(Storage):
 
     # Studies -------------------------------------------------------------------------------------
     def create_study(
-        self, name: str, direction: str, metric: str, spec: Mapping[str, Any] | None = None
+        self,
+        name: str,
+        direction: str,
+        metric: str,
+        spec: Mapping[str, Any] | None = None,
+        attrs: Mapping[str, Any] | None = None,
     ) -> StudyRecord:
         try:
             with self._begin() as conn:
@@ -205,7 +210,7 @@ class SQLStorage(Storage):
                         direction=direction,
                         metric=metric,
                         spec=None if spec is None else _dumps(dict(spec)),
-                        attrs="{}",
+                        attrs=_dumps(dict(attrs or {})),
                         created_at=time.time(),
                         revision=0,
                     )

@@ -32,6 +32,10 @@ class StorageContract:
         with pytest.raises(StorageError, match="no study named 'nope'.*known studies: s"):
             storage.get_study("nope")
 
+    def test_attrs_given_at_creation_are_there_at_once(self, storage):
+        storage.create_study("t", "minimize", "loss", attrs={"seed": 5})
+        assert storage.get_study("t").attrs == {"seed": 5}
+
     def test_study_attrs(self, storage, study):
         storage.set_study_attr(study.id, "result", {"test": 0.9})
         storage.set_study_attr(study.id, "seed", 3)
