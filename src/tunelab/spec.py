@@ -63,6 +63,9 @@ class DataSpec(_Strict):
     task: Literal["classification", "regression"] | None = None
     test_size: float = Field(0.2, gt=0, lt=1)
     validation: ValidationSpec = ValidationSpec()
+    scaling: Literal["standard", "minmax", "none"] = "standard"
+    target_scaling: Literal["standard", "minmax", "none"] | None = None  # regression: standard
+    shape: list[Annotated[int, Field(ge=1)]] | None = Field(None, min_length=1)
 
 
 class MetricSpec(_Strict):
@@ -162,10 +165,15 @@ def parse_spec(raw: Any, base_dir: str | Path | None = None) -> ExperimentSpec:
 
 
 def _anchor_paths(spec: ExperimentSpec, base_dir: Path) -> ExperimentSpec:
+    """Relative data files and model files (``models.py:build_model``) from the spec's folder."""
     source = spec.data.source
     if Path(source).suffix and not Path(source).is_absolute():
         data = spec.data.model_copy(update={"source": str((base_dir / source).resolve())})
         spec = spec.model_copy(update={"data": data})
+    module, sep, function = spec.model.rpartition(":")
+    if sep and module.endswith(".py") and not Path(module).is_absolute():
+        model = f"{(base_dir / module).resolve()}:{function}"
+        spec = spec.model_copy(update={"model": model})
     return spec
 
 

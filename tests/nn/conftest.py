@@ -1,19 +1,49 @@
-"""Shared fixtures: a small data set standardised like the objective does it, and a reporter."""
+"""Shared fixtures: a small data set standardised like the objective does it, a reporter, and a
+private cache for generated data sets."""
 
 from __future__ import annotations
 
-import pytest
+import os
 
-from tunelab.nn.data import Split, Standardizer, load_dataset, split_dataset
+import pytest
+import torch
+
+from tunelab.nn.data import CACHE_ENV, Scaler, Split, load_dataset, split_dataset
 from tunelab.trial import Decision
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """The networks here are tiny: a second intra-op thread only adds synchronisation, and on a
+    busy machine OpenMP's spinning threads make each step up to 50 times slower. One thread
+    keeps these tests fast and their timing independent of what else the machine runs."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")
 def iris_splits() -> tuple[Split, Split, Split]:
     """Iris, split and standardised with training statistics (tiny, so fits take milliseconds)."""
     train, val, test = split_dataset(load_dataset("iris"), test_size=0.2, holdout=0.2, seed=0)
-    scaler = Standardizer().fit(train.X)
+    scaler = Scaler().fit(train.X)
     return tuple(Split(scaler.transform(s.X), s.y) for s in (train, val, test))
+
+
+@pytest.fixture(scope="session")
+def mnist1d_cache(tmp_path_factory):
+    """A cache folder of the session's own, with MNIST-1D generated in it once (a few seconds),
+    so tests never write to the user's cache and never depend on what it holds."""
+    folder = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    load_dataset("mnist1d")
+    yield folder
+    if previous is None:
+        del os.environ[CACHE_ENV]
+    else:
+        os.environ[CACHE_ENV] = previous
 
 
 class RecordingReporter:

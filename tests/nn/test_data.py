@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import random
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -9,8 +12,12 @@ from sklearn.exceptions import NotFittedError
 from tunelab.errors import SpecError
 from tunelab.nn.data import (
     BUILTIN_DATASETS,
+    CACHE_ENV,
     Dataset,
-    Standardizer,
+    Preprocessing,
+    Scaler,
+    Split,
+    cache_dir,
     load_dataset,
     split_dataset,
 )
@@ -32,7 +39,7 @@ def labelled_dataset(counts: dict[int, int]) -> Dataset:
 
 
 @pytest.mark.parametrize("name", BUILTIN_DATASETS)
-def test_builtin_datasets_have_the_documented_types(name):
+def test_builtin_datasets_have_the_documented_types(name, mnist1d_cache):
     ds = load_dataset(name)
     assert ds.name == name
     assert ds.X.dtype == np.float32 and ds.X.ndim == 2
@@ -43,6 +50,7 @@ def test_builtin_datasets_have_the_documented_types(name):
     else:
         assert ds.task == "classification" and ds.y.dtype == np.int64
         assert ds.n_outputs == len(ds.classes) == len(np.unique(ds.y))
+    assert ds.shape == (ds.X.shape[1],)  # builtins are rows of features; data.shape reshapes
 
 
 def test_builtin_classes_are_the_original_labels():
@@ -80,9 +88,11 @@ def test_missing_file_names_the_path_and_the_builtins(tmp_path):
 
 
 def test_unsupported_file_type_is_rejected(tmp_path):
-    (tmp_path / "data.parquet").write_bytes(b"PAR1")
-    with pytest.raises(SpecError, match=r"cannot read \.parquet files.*use a \.csv or \.npz"):
-        load_dataset("data.parquet", base_dir=tmp_path)
+    (tmp_path / "data.xlsx").write_bytes(b"PK")
+    with pytest.raises(
+        SpecError, match=r"cannot read \.xlsx files.*use a \.csv, \.npz or \.parquet"
+    ):
+        load_dataset("data.xlsx", base_dir=tmp_path)
 
 
 def test_csv_with_string_labels_is_label_encoded(tmp_path):
@@ -186,11 +196,21 @@ def test_npz_reads_X_and_y_by_default(tmp_path):
     np.testing.assert_array_equal(ds.X, X)
 
 
-def test_npz_target_names_the_array_and_images_are_flattened(tmp_path):
-    images = np.zeros((4, 2, 3))
+def test_npz_target_names_the_array_and_images_keep_their_shape(tmp_path):
+    images = np.arange(24).reshape(4, 2, 3)
     np.savez(tmp_path / "d.npz", X=images, label=np.array(["a", "b", "a", "b"]))
     ds = load_dataset("d.npz", target="label", base_dir=tmp_path)
     assert ds.X.shape == (4, 6) and ds.classes == ["a", "b"]
+    assert ds.shape == (2, 3)  # rows are stored flat; the shape says how a network sees them
+    np.testing.assert_array_equal(ds.X[1].reshape(ds.shape), images[1])
+
+
+def test_npz_one_hot_targets_are_label_encoded(tmp_path):
+    labels = np.array([2, 0, 1, 2, 0])
+    np.savez(tmp_path / "d.npz", X=np.zeros((5, 3)), y=np.eye(3)[labels])
+    ds = load_dataset("d.npz", base_dir=tmp_path)
+    assert ds.task == "classification" and ds.y.tolist() == labels.tolist()
+    assert ds.classes == [0, 1, 2]
 
 
 def test_npz_with_many_distinct_integers_is_a_regression(tmp_path):
@@ -267,31 +287,177 @@ def test_split_fractions_must_be_between_0_and_1(field, kwargs):
     assert e.value.field == field
 
 
-# --- standardiser -----------------------------------------------------------------------------
+# --- shapes ------------------------------------------------------------------------------------
 
 
-def test_standardizer_uses_training_statistics_only():
+def test_shape_reshapes_rows_into_images():
+    ds = load_dataset("digits", shape=[1, 8, 8])
+    assert ds.shape == (1, 8, 8) and ds.X.shape == (1797, 64)
+    image = load_dataset("digits").X[0].reshape(8, 8)  # scikit-learn's own images, row by row
+    np.testing.assert_array_equal(ds.X[0].reshape(ds.shape)[0], image)
+
+
+@pytest.mark.parametrize("shape", [[1, 8, 9], [0, 64], []])
+def test_a_shape_that_does_not_hold_the_row_names_the_field(shape):
+    with pytest.raises(SpecError) as e:
+        load_dataset("digits", shape=shape)
+    assert e.value.field == "data.shape"
+    if shape == [1, 8, 9]:
+        assert "holds 72 values, but each row of digits has 64 features" in str(e.value)
+
+
+# --- MNIST-1D ---------------------------------------------------------------------------------
+
+# The generator is deterministic (seed 42): these pin its output, so a cache or a new package
+# version that changed the data would fail the test below.
+MNIST1D_FIRST_LABELS = [2, 6, 4, 5, 6, 6, 6, 0, 3, 1]
+MNIST1D_ABS_SUM = 148316.1726513179
+
+
+def test_mnist1d_is_generated_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    import mnist1d.data
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    assert cache_dir() == tmp_path
+    calls = []
+    generate = mnist1d.data.make_dataset
+    monkeypatch.setattr(mnist1d.data, "make_dataset", lambda *a: calls.append(a) or generate(*a))
+    python_state, numpy_state = random.getstate(), np.random.get_state()[1].copy()
+    first = load_dataset("mnist1d")
+    assert len(calls) == 1 and len(list(tmp_path.glob("mnist1d-*.npz"))) == 1
+    # the package reseeds the global generators; tunelab hands them back untouched
+    assert random.getstate() == python_state
+    np.testing.assert_array_equal(np.random.get_state()[1], numpy_state)
+    started = time.perf_counter()
+    again = load_dataset("mnist1d")
+    assert time.perf_counter() - started < 0.5
+    assert len(calls) == 1, "the second load must come from the cache"
+    np.testing.assert_array_equal(first.X, again.X)
+    np.testing.assert_array_equal(first.y, again.y)
+
+
+def test_mnist1d_is_the_packages_default_data_set(mnist1d_cache):
+    ds = load_dataset("mnist1d")
+    assert ds.X.shape == (5000, 40) and ds.X.dtype == np.float32 and ds.shape == (40,)
+    assert ds.classes == list(range(10)) and ds.task == "classification"
+    assert np.bincount(ds.y).min() > 380  # the generator's 500 per class, shuffled
+    assert ds.y[:10].tolist() == MNIST1D_FIRST_LABELS
+    assert float(np.abs(ds.X.astype(np.float64)).sum()) == pytest.approx(MNIST1D_ABS_SUM, rel=1e-9)
+
+
+def test_cache_dir_defaults_to_the_user_cache(monkeypatch, tmp_path):
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / "tunelab"
+
+
+# --- Parquet ----------------------------------------------------------------------------------
+
+
+def test_parquet_file_reads_like_a_csv(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    table = pa.table({"a": [1.0, 2.5, 3.0], "b": [4, 5, 6], "label": ["x", "y", "x"]})
+    pq.write_table(table, tmp_path / "d.parquet")
+    ds = load_dataset("d.parquet", target="label", base_dir=tmp_path)
+    assert ds.classes == ["x", "y"] and ds.y.tolist() == [0, 1, 0]
+    assert ds.feature_names == ["a", "b"] and ds.name == "d.parquet"
+    np.testing.assert_array_equal(ds.X, np.array([[1, 4], [2.5, 5], [3, 6]], np.float32))
+
+
+def test_parquet_errors_name_the_column(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": [1.0, None], "y": [0.5, 1.5]}), tmp_path / "d.parquet")
+    with pytest.raises(SpecError, match="column 'a' in d.parquet must hold finite numbers"):
+        load_dataset("d.parquet", target="y", base_dir=tmp_path)
+    with pytest.raises(SpecError, match="available columns: a, y") as e:
+        load_dataset("d.parquet", target="price", base_dir=tmp_path)
+    assert e.value.field == "data.target"
+
+
+def test_parquet_without_pyarrow_names_the_extra(tmp_path, monkeypatch):
+    (tmp_path / "d.parquet").write_bytes(b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # makes `import pyarrow` fail
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(SpecError, match=r"needs pyarrow; .*pip install 'tunelab\[parquet\]'"):
+        load_dataset("d.parquet", target="y", base_dir=tmp_path)
+
+
+# --- scalers and preprocessing ----------------------------------------------------------------
+
+
+def test_standard_scaling_uses_training_statistics_only():
     train, val, test = split_dataset(load_dataset("wine"), 0.2, 0.2, seed=0)
-    scaler = Standardizer().fit(train.X)
+    scaler = Scaler("standard").fit(train.X)
     scaled_train = scaler.transform(train.X)
     assert scaled_train.dtype == np.float32
     np.testing.assert_allclose(scaled_train.mean(axis=0), 0, atol=1e-5)
     np.testing.assert_allclose(scaled_train.std(axis=0), 1, atol=1e-4)
-    np.testing.assert_allclose(scaler.to_dict()["mean"], train.X.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(scaler.to_dict()["offset"], train.X.mean(axis=0), rtol=1e-5)
     for held_out in (val, test):  # centred with someone else's mean: close to 0, never exactly
         means = np.abs(scaler.transform(held_out.X).mean(axis=0))
         assert means.max() > 1e-3
 
 
-def test_standardizer_round_trips_through_json():
+def test_minmax_scaling_maps_the_training_range_to_0_1():
+    train, val, _ = split_dataset(load_dataset("wine"), 0.2, 0.2, seed=0)
+    scaler = Scaler("minmax").fit(train.X)
+    scaled = scaler.transform(train.X)
+    np.testing.assert_allclose(scaled.min(axis=0), 0, atol=1e-6)
+    np.testing.assert_allclose(scaled.max(axis=0), 1, atol=1e-6)
+    held_out = scaler.transform(val.X)  # other rows may fall outside [0, 1]: not refitted
+    expected = (val.X - train.X.min(axis=0)) / (train.X.max(axis=0) - train.X.min(axis=0))
+    np.testing.assert_allclose(held_out, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_no_scaling_passes_values_through():
+    X = np.array([[1.5, -3.0]], dtype=np.float64)
+    scaler = Scaler("none").fit(X)
+    assert scaler.transform(X).tolist() == [[1.5, -3.0]] and scaler.to_dict() == {"kind": "none"}
+
+
+@pytest.mark.parametrize("kind", ["standard", "minmax", "none"])
+def test_scalers_round_trip_through_json_and_invert(kind):
     X = np.random.default_rng(0).normal(5, 3, size=(50, 4))
     X[:, 2] = 1.0  # a constant column keeps scale 1 instead of dividing by zero
-    scaler = Standardizer().fit(X)
-    restored = Standardizer.from_dict(json.loads(json.dumps(scaler.to_dict())))
+    scaler = Scaler(kind).fit(X)
+    restored = Scaler.from_dict(json.loads(json.dumps(scaler.to_dict())))
     np.testing.assert_array_equal(restored.transform(X), scaler.transform(X))
     assert np.all(np.isfinite(restored.transform(X)))
+    np.testing.assert_allclose(restored.inverse_transform(scaler.transform(X)), X, rtol=1e-5)
 
 
-def test_unfitted_standardizer_says_to_fit_first():
+def test_unknown_scaling_names_the_field():
+    with pytest.raises(SpecError, match="expected one of standard, minmax, none, got 'robust'"):
+        Preprocessing("robust").fit(Split(np.zeros((2, 1)), np.zeros(2)))
+
+
+def test_unfitted_scalers_say_to_fit_first():
     with pytest.raises(NotFittedError, match="call fit"):
-        Standardizer().transform(np.zeros((1, 1)))
+        Scaler().transform(np.zeros((1, 1)))
+    with pytest.raises(NotFittedError, match="call fit"):
+        Preprocessing().transform(np.zeros((1, 1)))
+
+
+def test_preprocessing_scales_shapes_and_round_trips():
+    ds = load_dataset("digits", shape=[1, 8, 8])
+    train, val, _ = split_dataset(ds, 0.2, 0.2, seed=0)
+    prep = Preprocessing("minmax", ds.shape).fit(train)
+    ready = prep.transform_split(val)
+    assert ready.X.shape == (len(val.y), 1, 8, 8) and ready.X.dtype == np.float32
+    assert ready.y is val.y  # targets are the trainer's business (fit scales regression ones)
+    restored = Preprocessing.from_dict(json.loads(json.dumps(prep.to_dict())))
+    np.testing.assert_array_equal(restored.transform(val.X), ready.X)
+
+
+def test_regression_target_scaling_is_fitted_on_training_targets():
+    train, _, _ = split_dataset(load_dataset("diabetes"), 0.2, 0.2, seed=0)
+    prep = Preprocessing(target_scaling="standard").fit(train)
+    state = prep.to_dict()["target"]
+    assert state["offset"] == pytest.approx([float(train.y.mean())], rel=1e-5)
+    assert state["scale"] == pytest.approx([float(train.y.std())], rel=1e-5)
+    scaled = prep.target_.transform(train.y.reshape(-1, 1))
+    np.testing.assert_allclose(prep.inverse_transform_target(scaled), train.y, rtol=1e-5)

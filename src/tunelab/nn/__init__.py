@@ -1,4 +1,7 @@
-"""The neural-network side of tunelab: data sets, networks, the training loop and the objective.
+"""The neural-network side of tunelab: data sets, networks, initialisers, optimizers, learning-rate
+schedules, callbacks, the training loop and the objective a study runs.
+
+Everything a spec reaches is reachable from Python too:
 
 Example:
     >>> from tunelab.nn import load_dataset, split_dataset
@@ -7,27 +10,43 @@ Example:
     (96, 24, 30)
 """
 
+from tunelab.nn.callbacks import (
+    Callback,
+    DivergenceGuard,
+    EarlyStopping,
+    History,
+    LRSchedulerCallback,
+    ModelCheckpoint,
+    TrialReporter,
+)
 from tunelab.nn.data import (
     BUILTIN_DATASETS,
     CLASSIFICATION,
     REGRESSION,
+    SCALINGS,
     TASKS,
     Dataset,
+    Preprocessing,
+    Scaler,
     Split,
-    Standardizer,
+    cache_dir,
     load_dataset,
     split_dataset,
 )
-from tunelab.nn.models import ACTIVATIONS, build_mlp
-from tunelab.nn.objective import HYPERPARAMETERS, MODELS, NetworkObjective, load_model
+from tunelab.nn.initializers import INITIALIZERS, init_weights
+from tunelab.nn.metrics import METRICS, metric_mode
+from tunelab.nn.models import ACTIVATIONS, POOLINGS, build_cnn, build_mlp, import_builder
+from tunelab.nn.objective import MODELS, NetworkObjective, hyperparameters, load_model
+from tunelab.nn.optimizers import LOSSES, OPTIMIZERS, make_loss, make_optimizer
+from tunelab.nn.schedules import SCHEDULES, make_schedule
 from tunelab.nn.train import (
-    METRICS,
-    OPTIMIZERS,
+    TRAINING_DEFAULTS,
+    Trainer,
     evaluate,
     fit,
-    make_optimizer,
     predict,
     resolve_device,
+    scaled_lr,
     seed_everything,
 )
 
@@ -35,24 +54,47 @@ __all__ = [
     "ACTIVATIONS",
     "BUILTIN_DATASETS",
     "CLASSIFICATION",
-    "HYPERPARAMETERS",
+    "INITIALIZERS",
+    "LOSSES",
     "METRICS",
     "MODELS",
     "OPTIMIZERS",
+    "POOLINGS",
     "REGRESSION",
+    "SCALINGS",
+    "SCHEDULES",
     "TASKS",
+    "TRAINING_DEFAULTS",
+    "Callback",
     "Dataset",
+    "DivergenceGuard",
+    "EarlyStopping",
+    "History",
+    "LRSchedulerCallback",
+    "ModelCheckpoint",
     "NetworkObjective",
+    "Preprocessing",
+    "Scaler",
     "Split",
-    "Standardizer",
+    "Trainer",
+    "TrialReporter",
+    "build_cnn",
     "build_mlp",
+    "cache_dir",
     "evaluate",
     "fit",
+    "hyperparameters",
+    "import_builder",
+    "init_weights",
     "load_dataset",
     "load_model",
+    "make_loss",
     "make_optimizer",
+    "make_schedule",
+    "metric_mode",
     "predict",
     "resolve_device",
+    "scaled_lr",
     "seed_everything",
     "split_dataset",
 ]
