@@ -22,7 +22,9 @@ from tunelab.trial import FrozenTrial
 
 __all__ = ["Experiment", "open_experiment"]
 
-#: Spec fields that define what a study searches; changing them needs a new study name.
+#: Spec fields that define what a study searches; changing them needs a new study name. Specs are
+#: stored and compared without their defaults, so a field added in a later release does not make
+#: an older study look different.
 _IDENTITY = ("data", "model", "metric", "space", "fixed")
 
 
@@ -52,7 +54,7 @@ class Experiment:
             scheduler=make_scheduler(spec.scheduler.name, **spec.scheduler.options),
             seed=spec.seed,
             artifacts_dir=spec.artifacts,
-            spec=spec.model_dump(mode="json"),
+            spec=spec.model_dump(mode="json", exclude_defaults=True),
         )
         if spec.configs and not study.attrs.get("configs_queued"):
             for config in spec.configs:
@@ -157,7 +159,7 @@ def _check_same_search(spec: ExperimentSpec, storage: Storage) -> None:
         return
     if not stored:
         return
-    new = spec.model_dump(mode="json")
+    new = spec.model_dump(mode="json", exclude_defaults=True)
     changed = [key for key in _IDENTITY if stored.get(key) != new.get(key)]
     if changed:
         raise SpecError(
