@@ -42,7 +42,8 @@ from tunelab.trial import FrozenTrial, TrialState
 __all__ = ["BayesSearch"]
 
 _INACTIVE_NUMBER = 0.5
-_GRADIENT_STARTS = 3
+_GRADIENT_STARTS = 1
+_MAX_FIT_POINTS = 100
 _MAX_FIT_ITERATIONS = 50  # a refit at 200 trials stays near half a second
 
 
@@ -169,8 +170,8 @@ class _Proposer:
     def _hyperparameters(self, X: np.ndarray) -> dict[str, Any]:
         """Kernel and noise hyperparameters, re-optimised only at a schedule of history sizes.
 
-        Fitted on the first ``m`` observations (by trial number), ``m`` from :func:`_refit_size`,
-        and cached under that prefix: the fit is a function of the history alone (a resumed study
+        Fitted on the first ``m`` observations (by trial number), ``m`` from :func:`_refit_size`
+        (at most ``_MAX_FIT_POINTS`` of them, see :func:`_fit_rows`), and cached under that prefix: the fit is a function of the history alone (a resumed study
         proposes what an uninterrupted one would), yet most asks skip the costly optimisation.
         """
         subsampled = len(self.observed) < len(self.all_observed)
@@ -179,7 +180,9 @@ class _Proposer:
         key = (subsampled, tuple((_key(t.params), t.value, t.state.value) for t in prefix))
         cache = self.strategy.__dict__.setdefault("_fits_", {})
         if key not in cache:
-            model = _gp(self.torch, X[:m], self._targets_of(prefix), self.encoder.categorical_dims)
+            y = self._targets_of(prefix)
+            rows = _fit_rows(y)
+            model = _gp(self.torch, X[:m][rows], y[rows], self.encoder.categorical_dims)
             _optimise(model)
             cache.clear()  # one entry: the next prefix extends this one
             cache[key] = {
@@ -260,7 +263,7 @@ class _Proposer:
                 num_restarts=1,
                 batch_initial_conditions=start,
                 fixed_features=fixed,
-                options={"maxiter": 50},
+                options={"maxiter": 20},
             )
         u = x.detach().numpy().reshape(-1).copy()
         for j in self.encoder.categorical_dims:
@@ -327,6 +330,17 @@ def _refit_size(n: int) -> int:
     while math.ceil(m * 1.1) <= n and n > 30:
         m = math.ceil(m * 1.1)
     return m
+
+
+def _fit_rows(y: np.ndarray) -> np.ndarray:
+    """Which observations the hyperparameters are fitted on: all, or past ``_MAX_FIT_POINTS`` the
+    best half of that many and the rest evenly spaced, so a refit costs the same at any size."""
+    if len(y) <= _MAX_FIT_POINTS:
+        return np.arange(len(y))
+    order = np.argsort(-y, kind="stable")
+    best, rest = order[: _MAX_FIT_POINTS // 2], np.sort(order[_MAX_FIT_POINTS // 2 :])
+    spread = rest[np.linspace(0, len(rest) - 1, _MAX_FIT_POINTS - len(best)).round().astype(int)]
+    return np.sort(np.concatenate([best, spread]))
 
 
 def _gp(torch: Any, X: np.ndarray, y: np.ndarray, categorical_dims: list[int]) -> Any:
