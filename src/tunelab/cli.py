@@ -24,6 +24,7 @@ from rich.table import Table
 
 from tunelab.errors import TunelabError
 from tunelab.storage import DEFAULT_STORAGE, get_storage
+from tunelab.study import best_of
 from tunelab.trial import FrozenTrial, TrialState
 
 app = typer.Typer(
@@ -162,8 +163,12 @@ def _run(experiment: Any) -> None:
             study.name, total=budget.trials, completed=done, running=0, best=_fmt(study.best_trial)
         )
 
+        best = [study.best_trial]  # kept up to date here: no storage read per trial
+
         def on_trial_end(study_: Any, trial: FrozenTrial) -> None:
-            progress.update(task, advance=1, running=study_.n_running, best=_fmt(study_.best_trial))
+            if trial.state is TrialState.COMPLETE:
+                best[0] = best_of([t for t in (best[0], trial) if t is not None], study_.direction)
+            progress.update(task, advance=1, running=study_.n_running, best=_fmt(best[0]))
 
         experiment.search(callbacks=[on_trial_end])
     out.print("Retraining the best config on train+validation and scoring it on the test split...")
@@ -175,8 +180,6 @@ def _fmt(trial: FrozenTrial | None) -> str:
 
 
 def _best(trials: list[FrozenTrial], direction: str) -> FrozenTrial | None:
-    from tunelab.study import best_of
-
     return best_of([t for t in trials if t.state is TrialState.COMPLETE], direction)
 
 

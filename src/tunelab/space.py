@@ -12,7 +12,7 @@ import itertools
 import math
 import operator
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -290,7 +290,7 @@ class Space(Mapping[str, Param]):
             when = param.when
             if isinstance(when, Mapping):  # given as a plain dict in Python
                 when = _parse_when(name, when)
-            named[name] = _replace(param, name=name, when=when)
+            named[name] = replace(param, name=name, when=when)
         if not named:
             raise SpaceError("space", "is empty; define at least one parameter to tune")
         self._params = self._ordered(named)
@@ -397,12 +397,6 @@ class Space(Mapping[str, Param]):
                 )
             clean[name] = _plain(config[name])
         return clean
-
-
-def _replace(param: Param, **changes: Any) -> Param:
-    from dataclasses import replace
-
-    return replace(param, **changes)
 
 
 def _plain(value: Any) -> Any:
