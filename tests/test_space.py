@@ -12,6 +12,12 @@ def test_float_log_scale_midpoint_is_geometric():
     assert Float(1e-4, 1e-2, log=True).from_unit(0.5) == pytest.approx(1e-3)
 
 
+def test_float_log_scale_never_leaves_the_bounds():
+    # exp(log(0.1)) is 0.10000000000000006: a proposal must not leave the declared range.
+    param = Float(1e-4, 0.1, log=True)
+    assert all(param.contains(param.from_unit(u)) for u in np.linspace(0, 1, 101))
+
+
 def test_float_step_snaps_to_grid():
     param = Float(0.0, 1.0, step=0.25)
     assert {param.from_unit(u) for u in np.linspace(0, 1, 101)} == {0.0, 0.25, 0.5, 0.75, 1.0}

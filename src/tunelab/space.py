@@ -135,8 +135,9 @@ class _Numeric(Param):
 
     def _continuous(self, u: float) -> float:
         u = min(max(float(u), 0.0), 1.0)
-        if self.log:
-            return math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
+        if self.log:  # exp(log(x)) can land an ulp outside the bounds: clamp
+            value = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
+            return min(max(value, self.low), self.high)
         return self.low + u * (self.high - self.low)
 
     def _position(self, value: float) -> float:
