@@ -130,3 +130,22 @@ def test_log_scaled_parameters_are_modelled_on_the_log_scale():
     model_phase = [t.params["lr"] for t in study.trials if t.proposal.get("phase") == "model"]
     assert model_phase and 10**-4.5 < study.best_trial.params["lr"] < 10**-3.5
     assert sum(1e-5 <= lr < 1e-3 for lr in model_phase) >= len(model_phase) / 2
+
+
+def test_reaches_an_optimum_in_a_corner_exactly():
+    # Many network optima sit on a bound (largest lr that trains, no weight decay): the
+    # acquisition is climbed to the bounds, with the categorical held at its code.
+    space = {
+        "a": Float(0, 1),
+        "b": Float(1e-3, 1, log=True),
+        "c": Float(0, 1),
+        "opt": Categorical(["sgd", "adam"]),
+    }
+
+    def corner(trial):
+        p = trial.params
+        return p["a"] + math.log10(p["b"]) - p["c"] + (p["opt"] == "adam")
+
+    study = Study("corner", storage="sqlite://", strategy=BayesSearch(n_initial=5), seed=0)
+    study.optimize(corner, space, trials=20)
+    assert study.best_trial.params == {"a": 1.0, "b": 1.0, "c": 0.0, "opt": "adam"}
