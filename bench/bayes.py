@@ -7,7 +7,7 @@ Two kinds of task, same spaces, budgets and seeds for every contender:
   millisecond, so this judges the optimiser itself. A surrogate can reward what real networks do not
   (see its README), so it is judged beside real training.
 * ``real``: real PyTorch training on data that ships offline or is generated offline (an MLP on
-  digits, an MLP and a 1-D CNN on MNIST-1D, short epochs), 40 trials, 5 seeds.
+  digits, an MLP and a 1-D CNN on MNIST-1D, short epochs), 60 trials, 5 seeds.
 
 Contenders: tunelab random, tunelab bayes, Optuna TPE (Optuna 5's default, which is multivariate),
 Optuna TPE independent (multivariate=False, the default before Optuna 5), Optuna
@@ -22,7 +22,7 @@ curves, median and interquartile range).
 
 Usage:
     python bench/bayes.py lcbench [--seeds 10] [--trials 100] [--jobs 16]
-    python bench/bayes.py real [--seeds 5] [--trials 40] [--jobs 16]
+    python bench/bayes.py real [--seeds 5] [--trials 60] [--jobs 16]
 """
 
 from __future__ import annotations
@@ -310,8 +310,11 @@ def run_smac(task: Task, seed: int, trials: int) -> list[tuple[dict, float, floa
 def run_one(job: tuple[str, int, str, int, int]) -> dict[str, Any]:
     """One (task, contender, seed) run: its best-so-far curve and the chosen configs' test scores."""
     import torch
+    from threadpoolctl import threadpool_limits
 
+    # One core per run: 16 runs beside each other with BLAS threads each ran 5x slower.
     torch.set_num_threads(1)
+    threadpool_limits(1)
     suite, task_index, contender, seed, trials = job
     task = tasks(suite)[task_index]
     start = time.perf_counter()
@@ -470,7 +473,8 @@ def write_report(suite: str, runs: list[dict], trials: int) -> None:
     }
     lines += [
         "",
-        "Median seconds per run (search + evaluations, one core each): "
+        "Median seconds per run (search + evaluations, one core each, on whichever machine ran "
+        "it: a guide to cost, not a speed comparison; proposal speed is bench/bayes_speed.py): "
         + ", ".join(f"{c} {s:.1f}" for c, s in seconds.items()),
         "",
         "Left out: " + "; ".join(f"{k}: {v}" for k, v in LEFT_OUT.items()),
@@ -534,7 +538,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     seeds = args.seeds or (10 if args.suite == "lcbench" else 5)
-    trials = args.trials or (100 if args.suite == "lcbench" else 40)
+    trials = args.trials or (100 if args.suite == "lcbench" else 60)
     n_tasks = min(args.tasks or 99, len(tasks(args.suite)))
     jobs = [
         (args.suite, t, c, s, trials)
