@@ -205,16 +205,12 @@ class _Proposer:
         torch = self.torch
         acquisition = LogExpectedImprovement(model, best_f=best_f)
         configs = self._candidates()
-        with torch.no_grad():
-            feats = torch.as_tensor(self.encoder.features(configs), dtype=torch.double)
-            scores = acquisition(feats.unsqueeze(1)).numpy()
-        # Last, gradient ascent on the numbers (categoricals and inactive parameters held) from the
+        scores = self._score(acquisition, configs)
+        # Then gradient ascent on the numbers (categoricals and inactive parameters held) from the
         # best candidate, the best observed config and a few more drawn in proportion to their
         # expected improvement: it walks to the bounds and corners that sampling rarely hits exactly.
         ascended = self._ascend(acquisition, self._starts(configs, scores))
-        with torch.no_grad():
-            feats = torch.as_tensor(self.encoder.features(ascended), dtype=torch.double)
-            scores = np.concatenate([scores, acquisition(feats.unsqueeze(1)).numpy()])
+        scores = np.concatenate([scores, self._score(acquisition, ascended)])
         configs = configs + ascended
         for i in np.argsort(-scores):
             if _key(configs[i]) not in self.seen:
@@ -236,6 +232,11 @@ class _Proposer:
             "n_pending": len(self.pending),
         }
         return chosen, info
+
+    def _score(self, acquisition: Any, configs: list[dict[str, Any]]) -> np.ndarray:
+        with self.torch.no_grad():
+            feats = self.torch.as_tensor(self.encoder.features(configs), dtype=self.torch.double)
+            return acquisition(feats.unsqueeze(1)).numpy()
 
     def _starts(self, configs: list[dict[str, Any]], scores: np.ndarray) -> list[dict[str, Any]]:
         """Where the ascent starts: the best candidate, the best observed config, and candidates
