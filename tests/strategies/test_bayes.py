@@ -149,3 +149,15 @@ def test_reaches_an_optimum_in_a_corner_exactly():
     study = Study("corner", storage="sqlite://", strategy=BayesSearch(n_initial=5), seed=0)
     study.optimize(corner, space, trials=20)
     assert study.best_trial.params == {"a": 1.0, "b": 1.0, "c": 0.0, "opt": "adam"}
+
+
+def test_a_pruned_trial_ranks_below_every_complete_one():
+    # Stopped at epoch 3 with a lucky value, a pruned trial must not pull the model towards it.
+    space = Space({"x": Float(0, 1)})
+    complete = finished(space, 6, value=lambda p: p["x"])
+    pruned = FrozenTrial(id=7, number=6, state=TrialState.PRUNED, params={"x": 0.97}, value=5.0)
+    failed = FrozenTrial(id=8, number=7, state=TrialState.FAILED, params={"x": 0.5}, value=None)
+    history = [*complete, pruned, failed]
+    (proposal,) = BayesSearch(seed=0, n_initial=2).ask(space, history, [8])
+    # Modelled at 5.0, the pruned trial would draw the proposal next to it, predicted far above 1.
+    assert proposal.info["predicted_mean"] <= max(t.value for t in complete) + 0.2

@@ -8,9 +8,10 @@ How the pieces fit the spaces of this project:
   ``MixedSingleTaskGP``. A parameter that is inactive (its ``when`` is false) gets a value of its own:
   0.5 for a number, an extra code for a categorical.
 * **Observations.** COMPLETE trials count with their value. PRUNED trials count with the value they
-  had when stopped (pessimistic, which is what a stop means). FAILED trials (crash, divergence, time
-  limit) count as the worst value seen, so the model learns to stay away without crashing on them.
-  The GP fits a noise term, so a noisy metric is smoothed rather than interpolated.
+  had when stopped, capped at the worst complete one: a value from epoch 3 is not a final score,
+  and the pruner judged the trial worse than those that ran to the end. FAILED trials (crash,
+  divergence, time limit) count as the worst value seen, so the model learns to stay away without
+  crashing on them. The GP fits a noise term, so a noisy metric is smoothed, not interpolated.
 * **Running trials.** Their configs are "believed" at the model's own prediction (kriging believer):
   the GP is conditioned on them, their uncertainty collapses, and the next proposal goes elsewhere.
   A batch of n proposals is built the same way, one at a time.
@@ -145,8 +146,13 @@ class _Proposer:
         return self._targets_of(self.observed)
 
     def _targets_of(self, trials: list[FrozenTrial]) -> np.ndarray:
-        """Values to maximise: failed trials get the worst value seen."""
+        """Values to maximise: a pruned trial ranks below every complete one, a failed trial gets
+        the worst value seen."""
         values = np.array([self._value(t) for t in trials])
+        complete = np.array([t.state is TrialState.COMPLETE for t in trials]) & np.isfinite(values)
+        if complete.any():
+            pruned = np.array([t.state is TrialState.PRUNED for t in trials])
+            values = np.where(pruned, np.minimum(values, values[complete].min()), values)
         finite = values[np.isfinite(values)]
         worst = finite.min() if finite.size else 0.0
         return np.where(np.isfinite(values), values, worst)
