@@ -176,6 +176,14 @@ BAD_SPECS = [
         lambda s: s["space"].update(lr_typo={"type": "float", "low": 0.1, "high": 0.2}),
         r"space\.lr_typo: unknown hyperparameter",
     ),
+    (
+        lambda s: s.update(strategy={"name": "bayes", "n_initail": 5}),
+        r"strategy: 'bayes' has no option 'n_initail'; did you mean 'n_initial'\?",
+    ),
+    (
+        lambda s: s.update(scheduler={"name": "median", "warmup_step": 2}),
+        r"scheduler: 'median' has no option 'warmup_step'; did you mean 'warmup_steps'\?",
+    ),
 ]
 
 

@@ -3,21 +3,28 @@ them back, so a spec can rebuild any strategy or scheduler and a stored study ca
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from typing import Any
 
-__all__ = ["ParamsMixin"]
+from tunelab.errors import SpecError
+
+__all__ = ["ParamsMixin", "build"]
 
 
 class ParamsMixin:
-    def get_params(self) -> dict[str, Any]:
-        """The constructor arguments, by name."""
-        names = [
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """The constructor's argument names."""
+        return [
             p.name
-            for p in inspect.signature(type(self).__init__).parameters.values()
+            for p in inspect.signature(cls.__init__).parameters.values()
             if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
-        return {name: getattr(self, name) for name in names}
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments, by name."""
+        return {name: getattr(self, name) for name in self.param_names()}
 
     def set_params(self, **params: Any) -> ParamsMixin:
         valid = self.get_params()
@@ -32,3 +39,18 @@ class ParamsMixin:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+
+def build(cls: type[ParamsMixin], field: str, name: str, options: dict[str, Any]) -> Any:
+    """``cls(**options)`` for a spec: a misspelt option is named with the closest valid one, and a
+    bad value becomes a :class:`SpecError` on ``field``."""
+    valid = cls.param_names()
+    for key in options:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(valid)}"
+            raise SpecError(field, f"{name!r} has no option {key!r}; {hint}")
+    try:
+        return cls(**options)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(field, f"bad options for {name!r}: {exc}") from None

@@ -40,18 +40,20 @@ class Experiment:
         objective = _objective(spec)
         objective.check_names([*spec.space, *spec.fixed])
         _check_metric(spec, objective)  # loads the data: a missing file or column fails here
-        store = get_storage(storage or spec.storage)
-        _check_same_search(spec, store)
         strategy_options = spec.strategy.options
         if spec.strategy.name == "random":
             strategy_options.setdefault("seed", spec.seed)
+        strategy = make_strategy(spec.strategy.name, **strategy_options)
+        scheduler = make_scheduler(spec.scheduler.name, **spec.scheduler.options)
+        store = get_storage(storage or spec.storage)  # opened once the spec is known to be sound
+        _check_same_search(spec, store)
         study = Study(
             spec.name,
             storage=store,
             direction=spec.metric.direction,
             metric=spec.metric.name,
-            strategy=make_strategy(spec.strategy.name, **strategy_options),
-            scheduler=make_scheduler(spec.scheduler.name, **spec.scheduler.options),
+            strategy=strategy,
+            scheduler=scheduler,
             seed=spec.seed,
             artifacts_dir=spec.artifacts,
             spec=spec.model_dump(mode="json", exclude_defaults=True),

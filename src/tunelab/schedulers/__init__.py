@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunelab._params import build
 from tunelab.errors import SpecError
 from tunelab.schedulers.base import NoScheduler, Scheduler, StudyView
 from tunelab.schedulers.median import MedianScheduler
@@ -30,7 +31,4 @@ def make_scheduler(name: str | Scheduler | None, **kwargs: Any) -> Scheduler:
         raise SpecError(
             "scheduler", f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}"
         )
-    try:
-        return SCHEDULERS[name](**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise SpecError("scheduler", f"bad options for {name!r}: {exc}") from None
+    return build(SCHEDULERS[name], "scheduler", name, kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunelab._params import build
 from tunelab.errors import SpecError
 from tunelab.strategies.base import Proposal, Strategy
 from tunelab.strategies.bayes import BayesSearch
@@ -39,7 +40,4 @@ def make_strategy(name: str | Strategy, **kwargs: Any) -> Strategy:
         raise SpecError(
             "strategy", f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}"
         )
-    try:
-        return STRATEGIES[name](**kwargs)
-    except TypeError as exc:
-        raise SpecError("strategy", f"bad options for {name!r}: {exc}") from None
+    return build(STRATEGIES[name], "strategy", name, kwargs)
