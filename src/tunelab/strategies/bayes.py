@@ -127,6 +127,7 @@ class _Proposer:
         self.sign = 1.0 if strategy.direction == "maximize" else -1.0
         self.all_observed = observed
         self.observed = self._subsample(observed)
+        self.targets = self._targets_of(self.observed)
         self.seen = {_key(t.params) for t in history if t.params is not None}
         self.pending = [
             t.params for t in history if t.state is TrialState.RUNNING and t.params is not None
@@ -141,9 +142,6 @@ class _Proposer:
         best, rest = order[: limit // 2], order[limit // 2 :]
         picks = self.rng.choice(rest, size=limit - len(best), replace=False)
         return [observed[i] for i in sorted([*best, *picks])]
-
-    def _targets(self) -> np.ndarray:
-        return self._targets_of(self.observed)
 
     def _targets_of(self, trials: list[FrozenTrial]) -> np.ndarray:
         """Values to maximise: a pruned trial ranks below every complete one, a failed trial gets
@@ -164,7 +162,7 @@ class _Proposer:
     def propose(self, n: int) -> list[Proposal]:
         torch = self.torch
         X = self.encoder.features([t.params for t in self.observed])
-        y = self._targets()
+        y = self.targets
         model = _gp(torch, X, y, self.encoder.categorical_dims)
         model.load_state_dict(self._hyperparameters(X), strict=False)
         model.eval()
@@ -248,7 +246,7 @@ class _Proposer:
         """Where the ascent starts: the best candidate, the best observed config, and candidates
         drawn by roulette on exp(log EI) (Optuna's GPSampler does the same), for diversity."""
         best = int(np.argmax(scores))
-        incumbent = self.observed[int(np.argmax(self._targets()))].params
+        incumbent = self.observed[int(np.argmax(self.targets))].params
         weights = np.exp(scores - scores[best])
         weights[best] = 0.0
         n_drawn = min(_ASCENT_STARTS - 2, int(np.count_nonzero(weights > 0)))
@@ -300,8 +298,7 @@ class _Proposer:
         n = self.strategy.n_candidates
         sobol = qmc.Sobol(len(self.space), scramble=True, seed=self.rng.integers(2**31))
         configs = [self.space.decode(u) for u in sobol.random(n)]
-        values = self._targets()
-        best = [self.observed[i].params for i in np.argsort(-values)[:5]]
+        best = [self.observed[i].params for i in np.argsort(-self.targets)[:5]]
         per_incumbent = max(1, n // (2 * len(best)))
         for config in best:
             configs += self._perturb(config, per_incumbent, scale=0.1)
