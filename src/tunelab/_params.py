@@ -9,7 +9,7 @@ from typing import Any
 
 from tunelab.errors import SpecError
 
-__all__ = ["ParamsMixin", "build"]
+__all__ = ["ParamsMixin", "build", "clone"]
 
 
 class ParamsMixin:
@@ -54,3 +54,9 @@ def build(cls: type[ParamsMixin], field: str, name: str, options: dict[str, Any]
         return cls(**options)
     except (TypeError, ValueError) as exc:
         raise SpecError(field, f"bad options for {name!r}: {exc}") from None
+
+
+def clone(obj: ParamsMixin) -> Any:
+    """A fresh object with the same constructor arguments (scikit-learn's ``clone``): what a
+    caller passed is never changed, and no fitted state carries over."""
+    return type(obj)(**obj.get_params())

@@ -23,8 +23,8 @@ from rich.progress import (
 from rich.table import Table
 
 from tunelab.errors import TunelabError
+from tunelab.readers import best_summary, best_trial, state_counts, trial_rows
 from tunelab.storage import DEFAULT_STORAGE, get_storage
-from tunelab.study import best_of
 from tunelab.trial import FrozenTrial, TrialState
 
 app = typer.Typer(
@@ -75,14 +75,14 @@ def resume(name: str, storage: StorageOption = None) -> None:
 
 @app.command()
 def status(name: str, storage: StorageOption = None) -> None:
-    """Counts by state, the best trial so far, and the final result if there is one."""
+    """Counts by state (paused trials included), the best trial so far, and the final result."""
     store = get_storage(storage or DEFAULT_STORAGE)
     record = store.get_study(name)
     trials = store.get_trials(record.id)
-    counts = {state: sum(t.state is state for t in trials) for state in TrialState}
+    counts = state_counts(trials)
     out.print(f"[bold]{record.name}[/]  {record.direction} {record.metric}  ({len(trials)} trials)")
     out.print("  " + "  ".join(f"{s.value.lower()}: {n}" for s, n in counts.items() if n))
-    best = _best(trials, record.direction)
+    best = best_trial(trials, record.direction)
     if best is not None:
         out.print(f"  best: trial {best.number}, {record.metric} = {best.value:.4g}  {best.params}")
     result = record.attrs.get("result")
@@ -100,7 +100,7 @@ def trials(
     """Every trial: number, state, value, params, duration, error."""
     store = get_storage(storage or DEFAULT_STORAGE)
     record = store.get_study(name)
-    rows = [_row(t) for t in store.get_trials(record.id)]
+    rows = trial_rows(store.get_trials(record.id))
     if format is Format.json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
     elif format is Format.csv:
@@ -120,18 +120,10 @@ def best(
     record = store.get_study(name)
     result = record.attrs.get("result")
     if result is None:
-        top = _best(store.get_trials(record.id), record.direction)
+        top = best_trial(store.get_trials(record.id), record.direction)
         if top is None:
             raise TunelabError(f"no trial of {name!r} has completed yet")
-        result = {
-            "study": name,
-            "trial": top.number,
-            "params": top.params,
-            "metric": record.metric,
-            "value": top.value,
-            "val_metrics": top.metrics,
-            "test_metrics": None,
-        }
+        result = best_summary(name, record.metric, top)
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
@@ -167,7 +159,7 @@ def _run(experiment: Any) -> None:
 
         def on_trial_end(study_: Any, trial: FrozenTrial) -> None:
             if trial.state is TrialState.COMPLETE:
-                best[0] = best_of([t for t in (best[0], trial) if t is not None], study_.direction)
+                best[0] = best_trial([t for t in (best[0], trial) if t], study_.direction)
             progress.update(task, advance=1, running=study_.n_running, best=_fmt(best[0]))
 
         experiment.search(callbacks=[on_trial_end])
@@ -179,10 +171,6 @@ def _fmt(trial: FrozenTrial | None) -> str:
     return "-" if trial is None or trial.value is None else f"{trial.value:.4g}"
 
 
-def _best(trials: list[FrozenTrial], direction: str) -> FrozenTrial | None:
-    return best_of([t for t in trials if t.state is TrialState.COMPLETE], direction)
-
-
 def _print_result(result: dict[str, Any]) -> None:
     table = Table(title=f"Best of {result['study']}: trial {result['trial']}", show_header=False)
     for key, value in result["params"].items():
@@ -191,21 +179,6 @@ def _print_result(result: dict[str, Any]) -> None:
     for key, value in (result.get("test_metrics") or {}).items():
         table.add_row(f"{key} (retrained on train+validation)", f"{value:.4f}")
     out.print(table)
-
-
-def _row(trial: FrozenTrial) -> dict[str, Any]:
-    return {
-        "number": trial.number,
-        "state": trial.state.value,
-        "value": trial.value,
-        "params": trial.params,
-        "metrics": trial.metrics,
-        "steps": len(trial.intermediate),
-        "seed": trial.seed,
-        "duration_s": None if trial.duration is None else round(trial.duration, 3),
-        "retries": trial.retries,
-        "error": trial.error,
-    }
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:
@@ -233,7 +206,7 @@ def _table(rows: list[dict[str, Any]], metric: str) -> Table:
     table = Table("#", "state", metric, "params", "steps", "seconds", "error")
     for r in rows:
         value = "" if r["value"] is None or not math.isfinite(r["value"]) else f"{r['value']:.4g}"
-        error = (r["error"] or "").strip().splitlines()
+        error = (r["error"] or "").strip().splitlines() or r["warnings"][-1:]
         table.add_row(
             str(r["number"]),
             r["state"],

@@ -155,12 +155,15 @@ def parse_spec(raw: Any, base_dir: str | Path | None = None) -> ExperimentSpec:
         space.grid()  # a continuous range without listed values fails here, naming the parameter
     for i, config in enumerate(spec.configs):
         space.validate(config, field_prefix=f"configs[{i}]")
-    if (
-        spec.budget.trials is None
-        and spec.budget.minutes is None
-        and spec.strategy.name == "random"
-    ):
-        raise SpecError("budget", "give trials and/or minutes, or a random search never ends")
+    if spec.budget.trials is None and spec.budget.minutes is None:
+        from tunelab.strategies import make_strategy
+
+        strategy = make_strategy(spec.strategy.name, **spec.strategy.options)
+        if not strategy.is_finite():
+            raise SpecError(
+                "budget",
+                f"give trials and/or minutes, or a {spec.strategy.name} search never ends",
+            )
     return spec
 
 

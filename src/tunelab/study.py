@@ -7,11 +7,11 @@ processes or on several machines, can share one study through storage.
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -19,12 +19,15 @@ from typing import Any
 
 import numpy as np
 
+from tunelab._params import clone
+from tunelab.clock import Clock, RealClock
 from tunelab.errors import SpecError, StorageError, TunelabError
-from tunelab.executors import Executor, TrialOutcome, TrialTask, make_executor
+from tunelab.executors import Executor, TrialOutcome, TrialTask, executor_for, make_executor
 from tunelab.executors.base import Objective
+from tunelab.readers import best_trial
 from tunelab.schedulers import Scheduler, StudyView, make_scheduler
 from tunelab.space import Space
-from tunelab.storage import Storage, StudyRecord, get_storage
+from tunelab.storage import Storage, StudyRecord, TrialStateError, get_storage
 from tunelab.storage.base import TrialNumberTaken
 from tunelab.strategies import Strategy, make_strategy
 from tunelab.trial import Decision, FrozenTrial, TrialState
@@ -65,10 +68,12 @@ class Study:
         storage: a database URL or a Storage (default ``sqlite:///tunelab.db``).
         direction: "maximize" or "minimize".
         metric: which number is optimised when the objective returns or reports several.
-        strategy: "random", "grid", "manual" or a Strategy.
-        scheduler: None, "median" or a Scheduler.
+        strategy: "random", "grid", "manual", "bayes" or a Strategy (the study works on a copy).
+        scheduler: None, "median" or a Scheduler (the study works on a copy).
         seed: study seed; each trial's seed derives from it and the trial number.
         artifacts_dir: where per-trial directories go (default: beside a SQLite file, else ./).
+        clock: where the driver (and a storage opened from a URL) reads the time; a
+            :class:`~tunelab.clock.VirtualClock` runs simulated studies.
     """
 
     def __init__(
@@ -82,17 +87,19 @@ class Study:
         seed: int | None = None,
         artifacts_dir: str | Path | None = None,
         spec: Mapping[str, Any] | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        self.storage = get_storage(storage)
+        self.clock = clock or RealClock()
+        self.storage = get_storage(storage, self.clock)
         self._record = self._open(name, _direction(direction), metric, seed, spec)
         self.seed = int(self._record.attrs["seed"])
-        self.strategy = make_strategy(strategy)
+        self.strategy = clone(make_strategy(strategy))
         options = self.strategy.get_params()
         if options.get("seed", 0) is None:  # seeded strategies follow the study
             self.strategy.set_params(seed=self.seed)
         if "direction" in options:  # model-based strategies learn in the study's direction
             self.strategy.set_params(direction=self.direction)
-        self.scheduler = make_scheduler(scheduler)
+        self.scheduler = clone(make_scheduler(scheduler))
         self.artifacts_dir = (
             Path(artifacts_dir) if artifacts_dir else _default_artifacts(self.storage)
         )
@@ -147,7 +154,7 @@ class Study:
     @property
     def best_trial(self) -> FrozenTrial | None:
         """The COMPLETE trial with the best value (None before any completes)."""
-        return best_of(
+        return best_trial(
             self.storage.get_trials(self.id, states=[TrialState.COMPLETE]), self.direction
         )
 
@@ -168,7 +175,7 @@ class Study:
         trials: int | None = None,
         minutes: float | None = None,
         workers: int = 1,
-        executor: Executor | None = None,
+        executor: str | Executor | None = None,
         trial_timeout: float | None = None,
         callbacks: Iterable[Callback] = (),
     ) -> FrozenTrial | None:
@@ -182,19 +189,17 @@ class Study:
                 re-running a finished study does nothing and a resumed one tops up to the total.
             minutes: stop starting new trials after this long (this call); running ones finish.
             workers: trials at once; >1 runs them in that many local processes.
-            executor: run trials elsewhere (overrides ``workers``).
-            trial_timeout: seconds a single trial may run before it is stopped and marked FAILED.
+            executor: an Executor, or a name from :data:`~tunelab.executors.EXECUTORS`
+                (overrides ``workers``).
+            trial_timeout: seconds a single trial may run before it is stopped and marked FAILED
+                (counted from when it starts running, each time it runs).
             callbacks: ``f(study, trial)`` called after each trial ends.
         """
-        if (
-            trials is None
-            and minutes is None
-            and not isinstance(self.strategy, _finite_strategies())
-        ):
+        if trials is None and minutes is None and not self.strategy.is_finite():
             raise SpecError("budget", "give trials and/or minutes, or the search never ends")
         space = space if isinstance(space, Space) else Space(space)
         run = _Run(self, space, trials, minutes, trial_timeout, list(callbacks))
-        self._executor = executor or make_executor(workers)
+        self._executor = make_executor(executor) if executor else executor_for(workers)
         try:
             run.loop(objective, self._executor)
         finally:
@@ -210,20 +215,6 @@ class Study:
         return self.artifacts_dir / self.name / f"trial_{number:05d}"
 
 
-def _finite_strategies() -> tuple[type, ...]:
-    from tunelab.strategies import GridSearch, Manual
-
-    return (GridSearch, Manual)
-
-
-def best_of(trials: Iterable[FrozenTrial], direction: str) -> FrozenTrial | None:
-    scored = [t for t in trials if t.value is not None and math.isfinite(t.value)]
-    if not scored:
-        return None
-    pick = max if direction == "maximize" else min
-    return pick(scored, key=lambda t: t.value)
-
-
 def _default_artifacts(storage: Storage) -> Path:
     url = getattr(storage, "url", "")
     if url.startswith("sqlite:///"):
@@ -237,7 +228,8 @@ class _TrialView:
     def __init__(self, storage: Storage, study_id: int) -> None:
         self._storage = storage
         self._study_id = study_id
-        self._trials: dict[int, FrozenTrial] = {}
+        self._ordered: list[FrozenTrial] = []  # by number: updates replace in place, no re-sort
+        self._index: dict[int, int] = {}  # trial number -> position in _ordered
         self._waiting: set[int] = set()
         self._revision = 0
         self._complete = False
@@ -262,22 +254,39 @@ class _TrialView:
                 self._revision = revision
 
     def _store(self, trial: FrozenTrial) -> None:
-        self._trials[trial.id] = trial
-        self.next_number = max(self.next_number, trial.number + 1)
+        position = self._index.get(trial.number)
+        if position is not None:
+            self._ordered[position] = trial
+        elif trial.number >= self.next_number:  # the usual case: a new trial at the end
+            self._index[trial.number] = len(self._ordered)
+            self._ordered.append(trial)
+            self.next_number = trial.number + 1
+        else:  # a lower number another process created after we read: re-index once
+            self._ordered.insert(bisect.bisect(self._ordered, trial.number, key=_number), trial)
+            self._index = {t.number: i for i, t in enumerate(self._ordered)}
         if trial.state is TrialState.WAITING:
-            self._waiting.add(trial.id)
+            self._waiting.add(trial.number)
         else:
-            self._waiting.discard(trial.id)
+            self._waiting.discard(trial.number)
 
     def has_waiting(self) -> bool:
         return bool(self._waiting)
 
-    def get(self, trial_id: int) -> FrozenTrial:
-        return self._trials[trial_id]
+    def get(self, number: int) -> FrozenTrial:
+        return self._ordered[self._index[number]]
+
+    def find(self, number: int) -> FrozenTrial | None:
+        position = self._index.get(number)
+        return None if position is None else self._ordered[position]
 
     @property
     def trials(self) -> list[FrozenTrial]:
-        return sorted(self._trials.values(), key=lambda t: t.number)
+        """Every trial by number (a copy: the view changes as reports arrive)."""
+        return list(self._ordered)
+
+
+def _number(trial: FrozenTrial) -> int:
+    return trial.number
 
 
 class _Run:
@@ -294,9 +303,10 @@ class _Run:
     ) -> None:
         self.study = study
         self.storage = study.storage
+        self.clock = study.clock
         self.space = space
         self.max_trials = max_trials
-        self.deadline = time.time() + 60 * minutes if minutes else None
+        self.deadline = self.clock.now() + 60 * minutes if minutes else None
         self.trial_timeout = trial_timeout
         self.callbacks = callbacks
         self.owner = f"{_HOST}:{os.getpid()}"
@@ -309,9 +319,9 @@ class _Run:
     def loop(self, objective: Objective, executor: Executor) -> None:
         self.view.sync(force=True)
         self.requeue_dead()
-        executor.start(objective)
+        executor.start(objective, self.clock)
         self._heartbeat.start()
-        last_check = time.time()
+        last_check = self.clock.now()
         while True:
             launched = not self.out_of_time() and self.launch(executor)
             if not executor.running():
@@ -320,16 +330,17 @@ class _Run:
                 break
             for outcome in executor.wait(self.on_report, timeout=HEARTBEAT_INTERVAL_S):
                 self.record(outcome)
-            if time.time() - last_check > HEARTBEAT_INTERVAL_S:
+            if self.clock.now() - last_check > HEARTBEAT_INTERVAL_S:
                 self.view.sync(force=True)
                 self.requeue_dead()
-                last_check = time.time()
+                last_check = self.clock.now()
 
     def out_of_time(self) -> bool:
-        return self.deadline is not None and time.time() >= self.deadline
+        return self.deadline is not None and self.clock.now() >= self.deadline
 
     def launch(self, executor: Executor) -> bool:
-        """Fill the free slots: queued trials first, then new ones the strategy proposes.
+        """Fill the free slots: queued trials first, then paused ones the scheduler resumes, then
+        new ones the strategy proposes.
 
         Returns whether anything happened, so the loop goes on even when nothing got to run
         (an invalid queued config, a trial number another process took first).
@@ -349,25 +360,60 @@ class _Run:
             task = self.start_queued(trial)
             if task is not None:
                 tasks.append(task)
+        progressed |= self.resume_paused(free, tasks)
         if len(tasks) < free and not self.no_new_trials:
             progressed |= self.propose(free - len(tasks), tasks)
         if tasks:
             executor.submit(tasks)
         return progressed
 
+    def claimed(self, trial: FrozenTrial) -> FrozenTrial:
+        """A trial storage just handed us, with the reports our view already holds."""
+        known = self.view.find(trial.number)
+        if known is not None:
+            trial = replace(trial, intermediate=known.intermediate)
+        self.view.put(trial)
+        return trial
+
     def start_queued(self, trial: FrozenTrial) -> TrialTask | None:
-        """A claimed queued trial: validate its params against the space, give it its seed."""
+        """A claimed queued trial: validate its params against the space, give it its seed.
+
+        A trial re-queued after a crash already has both, and keeps its proposal's record."""
+        trial = self.claimed(trial)
         seed = trial.seed if trial.seed is not None else trial_seed(self.study.seed, trial.number)
         try:
             params = self.space.validate(trial.params)
         except SpecError as exc:
-            self.view.put(trial)
-            self.finish(trial.id, TrialState.FAILED, error=f"invalid queued config: {exc}")
+            self.by_number[trial.number] = trial.id
+            self.finish(trial.number, TrialState.FAILED, error=f"invalid queued config: {exc}")
             return None
-        revision = self.storage.set_trial_params(trial.id, params, seed, {"queued": True})
-        trial = replace(trial, params=params, seed=seed, proposal={"queued": True})
-        self.view.put(trial, revision)
+        if (params, seed) != (trial.params, trial.seed):
+            proposal = trial.proposal or {"queued": True}
+            revision = self.storage.set_trial_params(trial.id, params, seed, proposal, self.owner)
+            trial = replace(trial, params=params, seed=seed, proposal=proposal)
+            self.view.put(trial, revision)
         return self.task_for(trial)
+
+    def resume_paused(self, free: int, tasks: list[TrialTask]) -> bool:
+        """Resume the paused trials the scheduler names, while slots are free."""
+        asked: set[int] = set()
+        while len(tasks) < free:
+            view = StudyView(self.study.metric, self.study.direction, self.view.trials)
+            chosen = self.study.scheduler.resume_next(view)
+            if chosen is None:
+                break
+            if chosen.id in asked:
+                raise TunelabError(
+                    f"scheduler {self.study.scheduler!r} named trial {chosen.number} to resume "
+                    "twice; resume_next must return a PAUSED trial of the view, or None"
+                )
+            asked.add(chosen.id)
+            trial = self.storage.claim_trial(self.study.id, self.owner, chosen.id)
+            if trial is None:  # another process resumed it first
+                self.view.sync(force=True)
+                continue
+            tasks.append(self.task_for(self.claimed(trial)))
+        return bool(asked)
 
     def propose(self, n: int, tasks: list[TrialTask]) -> bool:
         """Ask the strategy for the next ``n`` trial numbers and create those trials."""
@@ -375,6 +421,7 @@ class _Run:
         proposals = self.study.strategy.ask(self.space, self.view.trials, numbers)
         if len(proposals) < n:
             self.no_new_trials = True  # the strategy has nothing more (a finished grid)
+        created = False
         for number, proposal in zip(numbers, proposals, strict=False):
             seed = trial_seed(self.study.seed, number)
             try:
@@ -395,19 +442,30 @@ class _Run:
                 break
             self.view.put(trial, trial.revision)
             tasks.append(self.task_for(trial))
-        return bool(tasks)
+            created = True
+        return created
 
     def task_for(self, trial: FrozenTrial) -> TrialTask:
         self.by_number[trial.number] = trial.id
-        deadline = time.time() + self.trial_timeout if self.trial_timeout else None
-        directory = str(self.study.trial_dir(trial.number))
-        return TrialTask(trial.id, trial.number, trial.params, trial.seed, directory, deadline)
+        checkpoint = trial.attrs.get("checkpoint") or {}
+        return TrialTask(
+            trial.id,
+            trial.number,
+            trial.params,
+            trial.seed,
+            str(self.study.trial_dir(trial.number)),
+            self.trial_timeout,
+            checkpoint.get("step"),
+        )
 
     # Reports and outcomes ------------------------------------------------------------------------
     def on_report(self, number: int, step: int, metrics: dict[str, float]) -> Decision:
         trial_id = self.by_number[number]
-        revision = self.storage.add_report(trial_id, step, metrics)
-        trial = self.view.get(trial_id)
+        try:
+            revision = self.storage.add_report(trial_id, step, metrics, self.owner)
+        except TrialStateError:  # taken over by another process: this run of it is void
+            return Decision.STOP
+        trial = self.view.get(number)
         trial = replace(trial, intermediate={**trial.intermediate, step: metrics})
         self.view.put(trial, revision)
         view = StudyView(self.study.metric, self.study.direction, self.view.trials)
@@ -415,28 +473,41 @@ class _Run:
 
     def record(self, outcome: TrialOutcome) -> None:
         task = outcome.task
+        attrs = {"warnings": list(outcome.warnings)} if outcome.warnings else {}
+        if outcome.state is TrialState.PAUSED:
+            self.pause(task.number, outcome, attrs)
+            return
         if outcome.state is TrialState.FAILED:
             self.finish(
-                task.trial_id, TrialState.FAILED, metrics=outcome.last_metrics, error=outcome.error
+                task.number,
+                TrialState.FAILED,
+                metrics=outcome.last_metrics,
+                error=outcome.error,
+                attrs=attrs,
             )
             return
         try:
             value, metrics = self.value_of(outcome)
         except TunelabError as exc:
             self.finish(
-                task.trial_id, TrialState.FAILED, metrics=outcome.last_metrics, error=str(exc)
+                task.number,
+                TrialState.FAILED,
+                metrics=outcome.last_metrics,
+                error=str(exc),
+                attrs=attrs,
             )
             return
         if outcome.state is TrialState.COMPLETE and not math.isfinite(value):
             self.finish(
-                task.trial_id,
+                task.number,
                 TrialState.FAILED,
                 value,
                 metrics,
                 error=f"diverged: {self.study.metric} is {value}",
+                attrs=attrs,
             )
             return
-        self.finish(task.trial_id, outcome.state, value, metrics)
+        self.finish(task.number, outcome.state, value, metrics, attrs=attrs)
 
     def value_of(self, outcome: TrialOutcome) -> tuple[float | None, dict[str, float]]:
         metric, result = self.study.metric, outcome.result
@@ -456,32 +527,71 @@ class _Run:
             )
         return metrics[metric], metrics
 
+    def pause(self, number: int, outcome: TrialOutcome, attrs: dict[str, Any]) -> None:
+        """Record a paused trial with where it can resume from (its checkpoint, if it saved one)."""
+        trial = self.view.get(number)
+        if outcome.checkpoint_step is not None:
+            checkpoint = {"step": outcome.checkpoint_step}
+        else:
+            checkpoint = None
+            attrs["warnings"] = [
+                *trial.attrs.get("warnings", []),
+                *attrs.get("warnings", []),
+                f"paused at step {trial.last_step} without a checkpoint; a resume starts over",
+            ]
+        attrs["checkpoint"] = checkpoint
+        try:
+            revision = self.storage.pause_trial(trial.id, self.owner, attrs)
+        except TrialStateError:
+            self.by_number.pop(number, None)
+            return
+        self.by_number.pop(number, None)
+        self.view.put(
+            replace(
+                trial,
+                state=TrialState.PAUSED,
+                owner=None,
+                attrs={**trial.attrs, **attrs},
+            ),
+            revision,
+        )
+
     def finish(
         self,
-        trial_id: int,
+        number: int,
         state: TrialState,
         value: float | None = None,
         metrics: Mapping[str, float] | None = None,
         error: str | None = None,
+        attrs: Mapping[str, Any] | None = None,
     ) -> None:
-        revision = self.storage.finish_trial(trial_id, state, value, metrics, error)
+        trial = self.view.get(number)
+        self.by_number.pop(number, None)
+        if attrs and "warnings" in attrs:  # a resumed trial keeps the warnings of earlier runs
+            attrs = {**attrs, "warnings": [*trial.attrs.get("warnings", []), *attrs["warnings"]]}
+        try:
+            revision = self.storage.finish_trial(
+                trial.id, state, value, metrics, error, self.owner, attrs
+            )
+        except TrialStateError:  # taken over by another process meanwhile: its result counts
+            return
         trial = replace(
-            self.view.get(trial_id),
+            trial,
             state=state,
             value=value if value is not None and math.isfinite(value) else None,
             metrics=dict(metrics or {}),
             error=error,
-            finished_at=time.time(),
+            finished_at=self.clock.now(),
+            attrs={**trial.attrs, **(attrs or {})},
         )
         self.view.put(trial, revision)
-        self.by_number.pop(trial.number, None)
         for callback in self.callbacks:
             callback(self.study, trial)
 
     # Crash recovery ------------------------------------------------------------------------------
     def requeue_dead(self) -> None:
         """Trials left RUNNING by a process that died go back to the queue (params and seed kept)."""
-        now = time.time()
+        now = self.clock.now()
         mine = set(self.by_number.values())
         # Read from storage, not the view: heartbeats do not take revisions, so only a fresh read
         # has them.
@@ -494,7 +604,7 @@ class _Run:
     def close(self) -> None:
         """After the loop, or on Ctrl-C: trials still running here are given back to the queue."""
         self._heartbeat.stop()
-        interrupted = [self.view.get(i) for i in self.by_number.values()]
+        interrupted = [self.view.get(n) for n in self.by_number]
         if interrupted:
             self.storage.requeue_trials(interrupted)
             self.view.sync(force=True)

@@ -16,10 +16,15 @@ __all__ = ["Decision", "FrozenTrial", "Trial", "TrialState"]
 
 
 class TrialState(enum.StrEnum):
-    """Lifecycle of a trial. WAITING trials are queued (manual configs, re-queued after a crash)."""
+    """Lifecycle of a trial. WAITING trials are queued (manual configs, re-queued after a crash);
+    PAUSED ones keep their reports and checkpoint until a scheduler resumes them, in any process.
+
+    The allowed moves between states are :data:`tunelab.storage.TRANSITIONS`.
+    """
 
     WAITING = "WAITING"
     RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
     COMPLETE = "COMPLETE"
     PRUNED = "PRUNED"
     FAILED = "FAILED"
@@ -29,7 +34,8 @@ class TrialState(enum.StrEnum):
 
 
 class Decision(enum.StrEnum):
-    """What a scheduler answers to each report. PAUSE is reserved for pause-and-resume schedulers."""
+    """What a scheduler answers to each report: go on, pause (keep the checkpoint; the trial may be
+    resumed later, from where it stopped), or stop for good (PRUNED)."""
 
     CONTINUE = "CONTINUE"
     PAUSE = "PAUSE"
@@ -62,6 +68,12 @@ class FrozenTrial:
     owner: str | None = None
     retries: int = 0
     revision: int = 0
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def last_step(self) -> int | None:
+        """The highest step reported so far (None before the first report)."""
+        return max(self.intermediate) if self.intermediate else None
 
     @property
     def duration(self) -> float | None:
@@ -76,6 +88,8 @@ class FrozenTrial:
 
 
 Reporter = Callable[[int, int, dict[str, float]], Decision]
+
+_STEP_KEY = "tunelab_step"
 
 
 class Trial:
@@ -99,16 +113,25 @@ class Trial:
         directory: Path,
         reporter: Reporter,
         deadline: float | None = None,
+        resumed_from: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.number = number
         self.params = dict(params)
         self.seed = seed
         self.dir = Path(directory)
+        #: The step this run continues from (the trial was paused there), or None for a fresh start.
+        self.resumed_from = resumed_from
         self._reporter = reporter
         self._deadline = deadline
+        self._clock = clock
         self._decision = Decision.CONTINUE
-        self.last_step: int | None = None
+        self.last_step: int | None = resumed_from
         self.last_metrics: dict[str, float] = {}
+        #: The step of the checkpoint saved in this run, if any (the driver records it).
+        self.checkpoint_step: int | None = None
+        #: Things that went wrong without failing the trial; stored with it.
+        self.warnings: list[str] = []
 
     def report(self, step: int, **metrics: float) -> Decision:
         """Record metrics at ``step`` (an epoch, say) and learn whether to go on.
@@ -127,9 +150,19 @@ class Trial:
         return self._decision
 
     def should_stop(self) -> bool:
-        """True when the scheduler asked this trial to stop (or pause) at its last report."""
+        """True when the scheduler asked this trial to stop (or pause) at its last report: leave
+        the training loop. Save a checkpoint first when :meth:`should_pause` is True."""
         self._check_deadline()
         return self._decision is not Decision.CONTINUE
+
+    def should_pause(self) -> bool:
+        """True when the scheduler paused this trial: save a checkpoint and return; the trial
+        may be resumed later (``resumed_from`` then says at which step)."""
+        return self._decision is Decision.PAUSE
+
+    def warn(self, message: str) -> None:
+        """Record a warning with the trial (shown by ``tunelab trials``); the trial goes on."""
+        self.warnings.append(message)
 
     @property
     def decision(self) -> Decision:
@@ -141,26 +174,50 @@ class Trial:
         return self.dir / name
 
     def save_checkpoint(self, state: Mapping[str, Any], name: str = "checkpoint.pt") -> Path:
-        """Save tensors and plain values (a model's and optimizer's state dicts, the step)."""
+        """Save tensors and plain values (a model's and optimizer's state dicts, ...) as the
+        checkpoint of the last reported step; a resumed run continues from that step."""
         import torch
 
         path = self.checkpoint_path(name)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(dict(state), tmp)
+        torch.save({**state, _STEP_KEY: self.last_step}, tmp)
         tmp.replace(path)  # atomic: a crash mid-save never leaves a torn checkpoint
+        self.checkpoint_step = self.last_step
         return path
 
     def load_checkpoint(self, name: str = "checkpoint.pt") -> dict[str, Any] | None:
-        """The last saved checkpoint, or None. Loaded with ``weights_only=True`` (no pickle code)."""
+        """The checkpoint this run resumes from, or None on a fresh start.
+
+        Loaded with ``weights_only=True`` (tensors and plain values, never pickled code). A
+        missing, unreadable or mismatched checkpoint gives None and a warning on the trial, and
+        ``resumed_from`` becomes None: the trial starts again from step 0.
+        """
+        if self.resumed_from is None:
+            return None
         import torch
 
         path = self.dir / name
-        if not path.exists():
-            return None
-        return torch.load(path, weights_only=True)
+        try:
+            state = torch.load(path, weights_only=True)
+        except FileNotFoundError:
+            return self._restart(f"checkpoint {path} is missing")
+        except Exception as exc:  # noqa: BLE001 - a torn or foreign file is a restart, not a crash
+            return self._restart(f"checkpoint {path} is unreadable ({type(exc).__name__})")
+        step = state.pop(_STEP_KEY, None) if isinstance(state, dict) else None
+        if step != self.resumed_from:
+            return self._restart(
+                f"checkpoint {path} is of step {step}, not of step {self.resumed_from}"
+            )
+        return state
+
+    def _restart(self, why: str) -> None:
+        self.warn(f"{why}; restarted from step 0")
+        self.resumed_from = None
+        self.last_step = None
+        return None
 
     def _check_deadline(self) -> None:
-        if self._deadline is not None and time.time() > self._deadline:
+        if self._deadline is not None and self._clock() > self._deadline:
             raise TrialTimeout(
                 "time limit exceeded"
                 + (f" at step {self.last_step}" if self.last_step is not None else "")

@@ -1,24 +1,44 @@
-"""Executors run trials: in this process, or in local worker processes."""
+"""Executors run trials: in this process, or in local worker processes. ``make_executor`` builds
+one from its spec name, like the strategy and scheduler registries."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from tunelab._params import build
+from tunelab.errors import SpecError
 from tunelab.executors.base import Executor, TrialOutcome, TrialTask, run_trial
 from tunelab.executors.inline import InlineExecutor
 from tunelab.executors.processes import ProcessExecutor
 
 __all__ = [
+    "EXECUTORS",
     "Executor",
     "InlineExecutor",
     "ProcessExecutor",
     "TrialOutcome",
     "TrialTask",
+    "executor_for",
     "make_executor",
     "run_trial",
 ]
 
+EXECUTORS: dict[str, type[Executor]] = {"inline": InlineExecutor, "processes": ProcessExecutor}
 
-def make_executor(workers: int = 1) -> Executor:
+
+def make_executor(name: str | Executor, **options: Any) -> Executor:
+    """``make_executor("processes", n_workers=4)``; an Executor instance passes through."""
+    if isinstance(name, Executor):
+        return name
+    if name not in EXECUTORS:
+        raise SpecError(
+            "executor", f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}"
+        )
+    return build(EXECUTORS[name], "executor", name, options)
+
+
+def executor_for(workers: int = 1) -> Executor:
     """In-process for one worker, local processes for more."""
-    if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise SpecError("workers", f"must be a positive integer, got {workers!r}")
     return InlineExecutor() if workers == 1 else ProcessExecutor(workers)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunelab._params import ParamsMixin
+from tunelab.clock import Clock, RealClock
 from tunelab.errors import TrialDiverged, TrialPruned, TrialTimeout
 from tunelab.trial import Decision, Reporter, Trial, TrialState
 
@@ -20,39 +22,51 @@ Objective = Callable[[Trial], Any]
 
 @dataclass(frozen=True)
 class TrialTask:
-    """Everything a worker needs to run one trial (small and picklable)."""
+    """Everything a worker needs to run one trial (small and picklable).
+
+    ``timeout_s`` counts from when the trial starts running where it runs (not from when it was
+    submitted: a worker process may spend seconds starting). ``resumed_from`` is the step of the
+    checkpoint a resumed trial continues from.
+    """
 
     trial_id: int
     number: int
     params: dict[str, Any]
     seed: int
     directory: str
-    deadline: float | None = None
+    timeout_s: float | None = None
+    resumed_from: int | None = None
 
 
 @dataclass(frozen=True)
 class TrialOutcome:
-    """How a trial ended. ``result`` is what the objective returned, made plain: a float or a
-    dict of floats; ``last_metrics`` is its last report, used when it returned nothing."""
+    """How a trial ended (or paused). ``result`` is what the objective returned, made plain: a
+    float or a dict of floats; ``last_metrics`` is its last report, used when it returned nothing;
+    ``checkpoint_step`` the step of the checkpoint it saved (a paused trial resumes there)."""
 
     task: TrialTask
     state: TrialState
     result: float | dict[str, float] | None = None
     last_metrics: dict[str, float] | None = None
     error: str | None = None
+    checkpoint_step: int | None = None
+    warnings: tuple[str, ...] = ()
 
 
-class Executor(abc.ABC):
+class Executor(ParamsMixin, abc.ABC):
     """Runs trials and relays their reports to the driver.
 
-    The driver submits tasks up to :meth:`free_slots`, then calls :meth:`wait`, which calls
-    ``on_report`` for every report (its Decision goes back to the trial) and returns the trials
-    that ended. Tasks arrive as a list, so a later executor can train a group of same-shaped trials
-    as one computation while each still reports and ends on its own.
+    The driver calls :meth:`start` once, submits tasks up to :meth:`free_slots`, then calls
+    :meth:`wait`, which calls ``on_report`` for every report (its Decision goes back to the trial)
+    and returns the trials that ended or paused. Tasks arrive as a list, so a later executor can
+    train a group of same-shaped trials as one computation while each still reports and ends on
+    its own. :class:`~tunelab.testing.ExecutorContract` holds every executor to this.
     """
 
     @abc.abstractmethod
-    def start(self, objective: Objective) -> None: ...
+    def start(self, objective: Objective, clock: Clock | None = None) -> None:
+        """Get ready to run ``objective``; trial time limits follow ``clock`` where the executor
+        runs trials in the driver's process (worker processes keep real time)."""
 
     @abc.abstractmethod
     def free_slots(self) -> int: ...
@@ -70,15 +84,30 @@ class Executor(abc.ABC):
     def shutdown(self) -> None: ...
 
 
-def run_trial(objective: Objective, task: TrialTask, reporter: Reporter) -> TrialOutcome:
-    """Run the objective on one task and classify how it ended; never raises for trial errors."""
+def run_trial(
+    objective: Objective, task: TrialTask, reporter: Reporter, clock: Clock | None = None
+) -> TrialOutcome:
+    """Run the objective on one task and classify how it ended; never raises for trial errors.
+
+    A trial whose last decision was PAUSE and that returned is PAUSED; STOP makes it PRUNED."""
+    clock = clock or RealClock()
+    deadline = clock.now() + task.timeout_s if task.timeout_s else None
     trial = Trial(
-        task.number, task.params, task.seed, Path(task.directory), reporter, task.deadline
+        task.number,
+        task.params,
+        task.seed,
+        Path(task.directory),
+        reporter,
+        deadline,
+        task.resumed_from,
+        clock.now,
     )
     state, result, error = TrialState.COMPLETE, None, None
     try:
         result = _plain_result(objective(trial))
-        if trial.decision is not Decision.CONTINUE:
+        if trial.decision is Decision.PAUSE:
+            state = TrialState.PAUSED
+        elif trial.decision is Decision.STOP:
             state = TrialState.PRUNED
     except TrialPruned:
         state = TrialState.PRUNED
@@ -88,7 +117,15 @@ def run_trial(objective: Objective, task: TrialTask, reporter: Reporter) -> Tria
         state, error = TrialState.FAILED, str(exc)
     except Exception:  # noqa: BLE001 - any failure of user code is recorded, and the study goes on
         state, error = TrialState.FAILED, traceback.format_exc()
-    return TrialOutcome(task, state, result, trial.last_metrics or None, error)
+    return TrialOutcome(
+        task,
+        state,
+        result,
+        trial.last_metrics or None,
+        error,
+        trial.checkpoint_step,
+        tuple(trial.warnings),
+    )
 
 
 def _plain_result(result: Any) -> float | dict[str, float] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tunelab.clock import Clock
 from tunelab.executors.base import Executor, Objective, TrialOutcome, TrialTask, run_trial
 from tunelab.trial import Reporter
 
@@ -15,10 +16,12 @@ class InlineExecutor(Executor):
 
     def __init__(self) -> None:
         self._objective: Objective | None = None
+        self._clock: Clock | None = None
         self._queue: list[TrialTask] = []
 
-    def start(self, objective: Objective) -> None:
+    def start(self, objective: Objective, clock: Clock | None = None) -> None:
         self._objective = objective
+        self._clock = clock
 
     def free_slots(self) -> int:
         return 0 if self._queue else 1
@@ -33,7 +36,7 @@ class InlineExecutor(Executor):
         if not self._queue:
             return []
         task = self._queue[0]
-        outcome = run_trial(self._objective, task, on_report)
+        outcome = run_trial(self._objective, task, on_report, self._clock)
         self._queue.pop(0)
         return [outcome]
 

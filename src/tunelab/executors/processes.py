@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from tunelab.clock import Clock
 from tunelab.errors import TunelabError
 from tunelab.executors.base import Executor, Objective, TrialOutcome, TrialTask, run_trial
 from tunelab.trial import Reporter, TrialState
@@ -41,7 +42,14 @@ class _Worker:
     process: Any
     conn: Connection
     task: TrialTask | None = None
+    started_at: float | None = None  # when the worker began the task (after its own start-up)
     trials_run: int = 0
+
+    def kill_at(self) -> float | None:
+        """When a trial past its time limit is killed: the worker's own check comes first."""
+        if self.task is None or self.task.timeout_s is None or self.started_at is None:
+            return None
+        return self.started_at + self.task.timeout_s + _KILL_GRACE_S
 
 
 class ProcessExecutor(Executor):
@@ -69,7 +77,7 @@ class ProcessExecutor(Executor):
         self._payload: bytes | None = None
         self._context = mp.get_context("spawn")
 
-    def start(self, objective: Objective) -> None:
+    def start(self, objective: Objective, clock: Clock | None = None) -> None:
         try:
             self._payload = pickle.dumps(objective)
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
@@ -109,15 +117,15 @@ class ProcessExecutor(Executor):
                 worker = self._spawn()
                 self._workers.append(worker)
             worker.conn.send(("run", task))
-            worker.task = task
+            worker.task, worker.started_at = task, None
 
     def wait(self, on_report: Reporter, timeout: float) -> list[TrialOutcome]:
         busy = [w for w in self._workers if w.task is not None]
         if not busy:
             return []
-        deadline = min((w.task.deadline for w in busy if w.task.deadline), default=None)
-        if deadline is not None:
-            timeout = max(0.0, min(timeout, deadline + _KILL_GRACE_S - time.time()))
+        kill_at = min((k for w in busy if (k := w.kill_at()) is not None), default=None)
+        if kill_at is not None:
+            timeout = max(0.0, min(timeout, kill_at - time.time()))
         by_handle = {}
         for w in busy:
             by_handle[w.conn] = w
@@ -130,19 +138,14 @@ class ProcessExecutor(Executor):
         for worker in busy:  # a pipe may end with a death: look at the sentinels after the pipes
             if worker.task is not None and not worker.process.is_alive():
                 outcomes.append(self._fail(worker, _death_reason(worker.process.exitcode)))
-            elif (
-                worker.task is not None
-                and worker.task.deadline is not None
-                and (time.time() > worker.task.deadline + _KILL_GRACE_S)
-            ):
-                limit = worker.task.deadline
+            elif worker.task is not None and (k := worker.kill_at()) and time.time() > k:
                 worker.process.kill()
                 worker.process.join()
                 outcomes.append(
                     self._fail(
                         worker,
-                        f"timed out: still running {_KILL_GRACE_S:.0f} s past its time limit "
-                        f"(deadline {time.strftime('%H:%M:%S', time.localtime(limit))}); worker killed",
+                        f"timed out: still running {_KILL_GRACE_S:.0f} s past its time limit of "
+                        f"{worker.task.timeout_s:g} s; worker killed",
                     )
                 )
         return outcomes
@@ -153,7 +156,9 @@ class ProcessExecutor(Executor):
         try:
             while worker.task is not None and worker.conn.poll():
                 kind, *payload = worker.conn.recv()
-                if kind == "report":
+                if kind == "started":
+                    worker.started_at = time.time()
+                elif kind == "report":
                     number, step, metrics = payload
                     worker.conn.send(("decision", on_report(number, step, metrics)))
                 elif kind == "done":
@@ -225,4 +230,5 @@ def _worker_main(conn: Connection, payload: bytes, threads: int) -> None:
             return
         if message[0] == "stop":
             return
+        conn.send(("started",))
         conn.send(("done", run_trial(objective, message[1], report)))

@@ -26,14 +26,27 @@ class StudyView:
 
 
 class Scheduler(ParamsMixin, abc.ABC):
-    """Decides CONTINUE / PAUSE / STOP for a trial that just reported at ``step``.
+    """Decides CONTINUE / PAUSE / STOP for a trial that just reported at ``step``, and which
+    PAUSED trial, if any, runs next.
 
     ``trial.intermediate`` already holds the new report. Schedulers never train and never write
-    to storage; the driver applies their decision.
+    to storage; the driver applies their decision. They keep no state of their own between calls:
+    everything they decide from is in the study view, so a study resumed by another process (or
+    after a crash) gets the same decisions. :class:`~tunelab.testing.SchedulerContract` holds
+    every scheduler to this.
     """
 
     @abc.abstractmethod
     def on_report(self, trial: FrozenTrial, step: int, study: StudyView) -> Decision: ...
+
+    def resume_next(self, study: StudyView) -> FrozenTrial | None:
+        """The PAUSED trial to run next, or None to start a new trial instead.
+
+        The driver asks before it asks the strategy for a new config, and again while it has
+        free slots; a trial returned here is resumed from its checkpoint. By default paused
+        trials are never resumed.
+        """
+        return None
 
 
 class NoScheduler(Scheduler):

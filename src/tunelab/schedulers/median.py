@@ -14,13 +14,17 @@ class MedianScheduler(Scheduler):
     """Stop a trial whose best value up to step s is worse than the median of the completed trials'
     best values up to s.
 
-    Best-so-far on both sides makes the rule robust to a noisy epoch. Nothing is stopped before
-    ``warmup_steps`` or before ``min_trials`` trials have completed past that step.
+    Best-so-far on both sides makes the rule robust to a noisy epoch, and lets trials that report
+    at different steps be compared: a completed trial's best up to ``s`` uses whichever of its
+    reports came at or before ``s``. Nothing is stopped before ``warmup_steps`` or before
+    ``min_trials`` completed trials have reported by that step.
 
     Args:
         warmup_steps: steps every trial runs before it can be stopped.
         min_trials: completed trials needed at a step before the rule applies there.
-        interval: apply the rule every ``interval`` steps after warm-up.
+        interval: apply the rule when a report reaches or passes the next of the steps
+            ``warmup_steps + k * interval`` (a trial reporting every 3 steps is still checked
+            with ``interval=2``).
     """
 
     def __init__(self, warmup_steps: int = 5, min_trials: int = 5, interval: int = 1) -> None:
@@ -38,7 +42,7 @@ class MedianScheduler(Scheduler):
         self.interval = interval
 
     def on_report(self, trial: FrozenTrial, step: int, study: StudyView) -> Decision:
-        if step < self.warmup_steps or (step - self.warmup_steps) % self.interval:
+        if not self._checks_at(trial, step):
             return Decision.CONTINUE
         own = _best_up_to(trial, study, step)
         if own is None:  # diverged values are the executor's business, not the median's
@@ -55,12 +59,20 @@ class MedianScheduler(Scheduler):
         median = statistics.median(others)
         return Decision.STOP if study.better(median, own) else Decision.CONTINUE
 
+    def _checks_at(self, trial: FrozenTrial, step: int) -> bool:
+        """Whether this report reaches a check point the trial's previous report had not."""
+        if step < self.warmup_steps:
+            return False
+        previous = max((s for s in trial.intermediate if s < step), default=None)
+        if previous is None or previous < self.warmup_steps:
+            return True
+        slot = (step - self.warmup_steps) // self.interval
+        return slot > (previous - self.warmup_steps) // self.interval
+
 
 def _best_up_to(trial: FrozenTrial, study: StudyView, step: int) -> float | None:
-    """The best reported value of the metric at steps <= ``step``, if the trial reached ``step``."""
+    """The best reported value of the metric at steps <= ``step``."""
     values = trial.values_at(study.metric)
-    if not values or max(values) < step:
-        return None
     seen = [v for s, v in values.items() if s <= step and not is_bad_number(v)]
     if not seen:
         return None

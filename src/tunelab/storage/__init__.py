@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
-from tunelab.storage.base import Storage, StudyRecord
+from tunelab.clock import Clock
+from tunelab.storage.base import (
+    SCHEMA_VERSION,
+    TRANSITIONS,
+    Storage,
+    StudyRecord,
+    TrialNumberTaken,
+    TrialStateError,
+)
 from tunelab.storage.sql import SQLStorage
 
-__all__ = ["DEFAULT_STORAGE", "SQLStorage", "Storage", "StudyRecord", "get_storage"]
+__all__ = [
+    "DEFAULT_STORAGE",
+    "SCHEMA_VERSION",
+    "SQLStorage",
+    "Storage",
+    "StudyRecord",
+    "TRANSITIONS",
+    "TrialNumberTaken",
+    "TrialStateError",
+    "get_storage",
+]
 
 DEFAULT_STORAGE = "sqlite:///tunelab.db"
 
 
-def get_storage(storage: str | Storage | None = None) -> Storage:
-    """A storage from a database URL (``sqlite:///tunelab.db``, ``postgresql+psycopg://...``)."""
+def get_storage(storage: str | Storage | None = None, clock: Clock | None = None) -> Storage:
+    """A storage from a database URL (``sqlite:///tunelab.db``, ``postgresql+psycopg://...``);
+    its timestamps follow ``clock`` (the real one by default)."""
     if isinstance(storage, Storage):
         return storage
-    return SQLStorage(storage or DEFAULT_STORAGE)
+    return SQLStorage(storage or DEFAULT_STORAGE, clock)

@@ -2,6 +2,11 @@
 
 Storage never imports torch and never decides anything; the study's driver decides and storage
 records. Every method is one transaction, so several processes can share one study.
+
+Every trial write is conditional: the move must be in :data:`TRANSITIONS`, and a RUNNING trial is
+written only by its owner (the process that claimed it). A write that breaks either rule raises
+:class:`TrialStateError` and changes nothing, so two drivers can never both finish, or both claim,
+one trial.
 """
 
 from __future__ import annotations
@@ -14,11 +19,62 @@ from typing import Any
 from tunelab.errors import StorageError
 from tunelab.trial import FrozenTrial, TrialState
 
-__all__ = ["Storage", "StudyRecord", "TrialNumberTaken"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "TRANSITIONS",
+    "Storage",
+    "StudyRecord",
+    "TrialNumberTaken",
+    "TrialStateError",
+    "check_transition",
+]
+
+#: The layout of stored data. A database of an older version is upgraded in place when opened;
+#: one of a newer version is refused. 1: release 0.1.0; 2: per-trial attributes, PAUSED trials.
+SCHEMA_VERSION = 2
+
+_W, _R, _P = TrialState.WAITING, TrialState.RUNNING, TrialState.PAUSED
+_DONE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED)
+
+#: The moves a trial may make, from each state. RUNNING -> WAITING is the re-queue of a trial whose
+#: process died; PAUSED -> RUNNING is a resume (by any process); PAUSED -> PRUNED a paused trial that
+#: a scheduler will never resume. Finished trials never change state again.
+TRANSITIONS: Mapping[TrialState, frozenset[TrialState]] = {
+    _W: frozenset({_R}),
+    _R: frozenset({_W, _P, *_DONE}),
+    _P: frozenset({_R, TrialState.PRUNED}),
+    **{state: frozenset() for state in _DONE},
+}
 
 
 class TrialNumberTaken(StorageError):
     """Another process created that trial number first (optimistic numbering lost a race)."""
+
+
+class TrialStateError(StorageError):
+    """A trial write that its current state or owner does not allow; nothing was written."""
+
+
+def check_transition(
+    trial: FrozenTrial, to: TrialState | None, owner: str | None
+) -> TrialStateError | None:
+    """Why ``owner`` may not move ``trial`` to ``to`` (None: a write that keeps its state), or None
+    when it may. Backends enforce the same rule in their conditional writes; this names the fault."""
+    if to is not None and to is not trial.state and to not in TRANSITIONS[trial.state]:
+        allowed = ", ".join(sorted(TRANSITIONS[trial.state])) or "nothing (it is finished)"
+        return TrialStateError(
+            f"trial {trial.number} is {trial.state}; it cannot become {to} "
+            f"(from {trial.state}: {allowed})"
+        )
+    if trial.state is TrialState.RUNNING and trial.owner != owner:
+        return TrialStateError(
+            f"trial {trial.number} is RUNNING under {trial.owner}, not {owner}: only the process "
+            "that claimed it writes to it (if that was this one, it was presumed dead and the "
+            "trial re-queued)"
+        )
+    if to is None and trial.state is not TrialState.RUNNING:
+        return TrialStateError(f"trial {trial.number} is {trial.state}, so it takes no reports")
+    return None
 
 
 @dataclass(frozen=True)
@@ -73,8 +129,14 @@ class Storage(abc.ABC):
         """Add a WAITING trial with given params; it runs before any the strategy proposes."""
 
     @abc.abstractmethod
-    def claim_trial(self, study_id: int, owner: str) -> FrozenTrial | None:
-        """Atomically take the oldest WAITING trial (it becomes RUNNING under ``owner``), or None."""
+    def claim_trial(
+        self, study_id: int, owner: str, trial_id: int | None = None
+    ) -> FrozenTrial | None:
+        """Atomically take a trial: it becomes RUNNING under ``owner``.
+
+        Without ``trial_id``, the oldest WAITING trial (None when there is none left). With it,
+        that WAITING or PAUSED trial (a resume), or None when another process took it first.
+        """
 
     @abc.abstractmethod
     def create_trial(
@@ -96,15 +158,26 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def set_trial_params(
-        self, trial_id: int, params: Mapping[str, Any], seed: int, proposal: Mapping[str, Any]
+        self,
+        trial_id: int,
+        params: Mapping[str, Any],
+        seed: int,
+        proposal: Mapping[str, Any],
+        owner: str,
     ) -> int:
         """Record the params a claimed queued trial runs with (validated, with its seed).
 
-        This and the other trial writes return the study revision they took (see ``changes``)."""
+        This and the other trial writes return the study revision they took (see ``changes``), and
+        raise TrialStateError when the trial is not RUNNING under ``owner``."""
 
     @abc.abstractmethod
-    def add_report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> int:
+    def add_report(self, trial_id: int, step: int, metrics: Mapping[str, float], owner: str) -> int:
         """Record intermediate metrics at ``step`` (a repeated step replaces the earlier one)."""
+
+    @abc.abstractmethod
+    def pause_trial(self, trial_id: int, owner: str, attrs: Mapping[str, Any] | None = None) -> int:
+        """RUNNING -> PAUSED: reports kept, owner cleared, ``attrs`` merged into the trial's
+        (where its checkpoint is, why it paused), so any process can resume it later."""
 
     @abc.abstractmethod
     def finish_trial(
@@ -114,8 +187,16 @@ class Storage(abc.ABC):
         value: float | None = None,
         metrics: Mapping[str, float] | None = None,
         error: str | None = None,
+        owner: str | None = None,
+        attrs: Mapping[str, Any] | None = None,
     ) -> int:
-        """Mark a trial COMPLETE, PRUNED or FAILED, with its final value, metrics or error text."""
+        """Mark a trial COMPLETE, PRUNED or FAILED, with its final value, metrics or error text,
+        and ``attrs`` merged into its attributes. A RUNNING trial needs its ``owner``."""
+
+    @abc.abstractmethod
+    def set_trial_attr(self, trial_id: int, key: str, value: Any, owner: str | None = None) -> int:
+        """Store a JSON-ready value under ``key`` with the trial (its rung, fold, group...). A
+        RUNNING trial is written only by its ``owner``."""
 
     @abc.abstractmethod
     def heartbeat(self, trial_ids: Iterable[int]) -> None:
@@ -123,8 +204,11 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def requeue_trials(self, trials: Iterable[FrozenTrial]) -> list[int]:
-        """Put RUNNING trials whose process died back in the queue (params and seed kept, reports
-        dropped). A trial that changed owner or state meanwhile is left alone. Returns requeued ids."""
+        """Put RUNNING trials whose process died back in the queue (params, seed, attributes kept).
+
+        Reports after the trial's recorded checkpoint (``attrs["checkpoint"]["step"]``) are dropped,
+        all of them when it has none, so a retry continues from its checkpoint or starts over. A
+        trial that changed owner or state meanwhile is left alone. Returns the requeued ids."""
 
     @abc.abstractmethod
     def get_trials(

@@ -5,6 +5,9 @@ WAL mode (readers never block the writer), every transaction starts with ``BEGIN
 the write lock up front, so two transactions never deadlock upgrading a read lock, which is what makes
 SQLite give up at once), and a busy connection waits up to a minute for the lock instead of failing.
 Each method is one short transaction.
+
+Trial writes are single conditional UPDATEs (state and owner in the WHERE clause), so the rules of
+:data:`~tunelab.storage.base.TRANSITIONS` hold on PostgreSQL too, where transactions interleave.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import contextlib
 import json
 import math
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,8 +27,17 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlalchemy.pool import StaticPool
 
+from tunelab.clock import Clock, RealClock
 from tunelab.errors import StorageError
-from tunelab.storage.base import Storage, StudyRecord, TrialNumberTaken
+from tunelab.storage.base import (
+    SCHEMA_VERSION,
+    TRANSITIONS,
+    Storage,
+    StudyRecord,
+    TrialNumberTaken,
+    TrialStateError,
+    check_transition,
+)
 from tunelab.trial import FrozenTrial, TrialState
 
 __all__ = ["SQLStorage"]
@@ -72,6 +83,7 @@ trials = sa.Table(
     sa.Column("heartbeat_at", sa.Float),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("revision", sa.BigInteger, nullable=False),
+    sa.Column("attrs", sa.Text),  # schema 2
     sa.UniqueConstraint("study_id", "number", name=f"{_PREFIX}trials_study_number"),
     sa.Index(f"{_PREFIX}trials_study_revision", "study_id", "revision"),
     sa.Index(f"{_PREFIX}trials_study_state", "study_id", "state"),
@@ -85,6 +97,26 @@ reports = sa.Table(
     sa.Column("metrics", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+
+version = sa.Table(
+    f"{_PREFIX}version",
+    metadata,
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+
+def _upgrade_1_to_2(conn: sa.Connection) -> None:
+    """Per-trial attributes (PAUSED needs no change: states are strings)."""
+    conn.execute(sa.text(f"ALTER TABLE {trials.name} ADD COLUMN attrs TEXT"))
+
+
+#: ``_UPGRADES[v]`` takes a database from schema version v to v + 1.
+_UPGRADES = {1: _upgrade_1_to_2}
+
+_SCHEMA_LOCK = 0x7475_6E65  # "tune": the advisory lock id under which the schema is prepared
+_ALL_STATES = [state.value for state in TrialState]
+_RUNNING = TrialState.RUNNING.value
 
 
 class _Row(SimpleNamespace):
@@ -144,7 +176,7 @@ class SQLStorage(Storage):
         'demo'
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, clock: Clock | None = None) -> None:
         try:
             parsed = sa.make_url(url)
         except ArgumentError as exc:
@@ -153,6 +185,7 @@ class SQLStorage(Storage):
                 "or postgresql+psycopg://user@host/db"
             ) from exc
         self.url = url
+        self.clock = clock or RealClock()
         self._lock = threading.RLock()  # the heartbeat thread shares this object with the driver
         if parsed.get_backend_name() == "sqlite":
             self._engine = _sqlite_engine(parsed)
@@ -160,7 +193,30 @@ class SQLStorage(Storage):
             self._engine = sa.create_engine(parsed, pool_pre_ping=True)
         self._conn: sa.Connection | None = None
         with self._begin() as conn:  # serialised, so concurrent first runs do not race
-            metadata.create_all(conn)
+            self._prepare_schema(conn)
+
+    def _prepare_schema(self, conn: sa.Connection) -> None:
+        """Create the tables, or upgrade an older database in place, step by step.
+
+        Drivers that open a new database together take turns: SQLite's write lock is held from
+        BEGIN IMMEDIATE; PostgreSQL needs a lock of its own (two CREATE TABLEs would collide)."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
+        existing = set(sa.inspect(conn).get_table_names())
+        metadata.create_all(conn)
+        found = conn.execute(sa.select(version.c.version)).scalar()
+        if found is None:  # a new database, or one from before versions were stored
+            found = 1 if studies.name in existing else SCHEMA_VERSION
+            conn.execute(version.insert().values(version=found))
+        if found > SCHEMA_VERSION:
+            raise StorageError(
+                f"storage: {self.url} was written by a newer tunelab (schema {found}; this one "
+                f"reads up to {SCHEMA_VERSION}); upgrade tunelab with: pip install -U tunelab"
+            )
+        for step in range(found, SCHEMA_VERSION):
+            _UPGRADES[step](conn)
+        if found < SCHEMA_VERSION:
+            conn.execute(version.update().values(version=SCHEMA_VERSION))
 
     @contextlib.contextmanager
     def _begin(self, read_only: bool = False):
@@ -181,10 +237,10 @@ class SQLStorage(Storage):
         return f"SQLStorage({self.url!r})"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url}
+        return {"url": self.url, "clock": self.clock}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["url"])
+        self.__init__(state["url"], state["clock"])
 
     def close(self) -> None:
         with self._lock:
@@ -211,7 +267,7 @@ class SQLStorage(Storage):
                         metric=metric,
                         spec=None if spec is None else _dumps(dict(spec)),
                         attrs=_dumps(dict(attrs or {})),
-                        created_at=time.time(),
+                        created_at=self.clock.now(),
                         revision=0,
                     )
                 )
@@ -272,16 +328,53 @@ class SQLStorage(Storage):
             .returning(studies.c.revision)
         ).scalar_one()
 
-    def _update_trial(self, conn: sa.Connection, trial_id: int, **values: Any) -> int:
-        """Change one trial under the study's next revision; returns that revision."""
+    def _write(
+        self,
+        conn: sa.Connection,
+        trial_id: int,
+        to: TrialState | None,
+        writer: str | None,
+        attrs: Mapping[str, Any] | None = None,
+        sources: list[str] | None = None,
+        **values: Any,
+    ) -> int:
+        """Change one trial under the study's next revision, if its state and owner allow it.
+
+        ``to`` is the new state, or None for a write that keeps it: reports and params (RUNNING
+        trials only, unless ``sources`` says otherwise); ``writer`` the process writing, which
+        must own the trial while it is RUNNING. One conditional UPDATE: a trial another process
+        moved meanwhile is not touched, and TrialStateError says why. Returns the revision taken.
+        """
+        if to is not None:
+            sources = [s.value for s, targets in TRANSITIONS.items() if to in targets]
+            values["state"] = to.value
+        sources = sources or [_RUNNING]
+        if attrs:
+            stored = conn.execute(sa.select(trials.c.attrs).where(trials.c.id == trial_id)).scalar()
+            values["attrs"] = _dumps({**_loads(stored, {}), **attrs})
         study_id = sa.select(trials.c.study_id).where(trials.c.id == trial_id).scalar_subquery()
         revision = self._bump(conn, study_id)
-        conn.execute(
+        written = conn.execute(
             trials.update()
-            .where(trials.c.id == trial_id)
-            .values(revision=revision, updated_at=time.time(), **values)
-        )
+            .where(
+                trials.c.id == trial_id,
+                trials.c.state.in_(sources),
+                sa.or_(trials.c.state != _RUNNING, trials.c.owner == writer),
+            )
+            .values(revision=revision, updated_at=self.clock.now(), **values)
+        ).rowcount
+        if written != 1:
+            raise self._refusal(conn, trial_id, to, writer)
         return revision
+
+    def _refusal(
+        self, conn: sa.Connection, trial_id: int, to: TrialState | None, owner: str | None
+    ) -> StorageError:
+        row = conn.execute(trials.select().where(trials.c.id == trial_id)).first()
+        if row is None:
+            return StorageError(f"no trial with id {trial_id} in {self.url}")
+        error = check_transition(self._trial(row, {}), to, owner)
+        return error or TrialStateError(f"trial {row.number} could not be written")
 
     @staticmethod
     def _next_number(conn: sa.Connection, study_id: int) -> int:
@@ -309,31 +402,51 @@ class SQLStorage(Storage):
                     seed=seed,
                     source=source,
                     retries=0,
-                    updated_at=time.time(),
+                    updated_at=self.clock.now(),
                 )
             ).inserted_primary_key[0]
         return self._get_trial(trial_id=trial_id)
 
-    def claim_trial(self, study_id: int, owner: str) -> FrozenTrial | None:
+    def claim_trial(
+        self, study_id: int, owner: str, trial_id: int | None = None
+    ) -> FrozenTrial | None:
+        claimable = [TrialState.WAITING.value]
+        if trial_id is not None:
+            claimable.append(TrialState.PAUSED.value)
         with self._begin() as conn:
-            first = conn.execute(
-                sa.select(trials.c.id)
-                .where(trials.c.study_id == study_id, trials.c.state == TrialState.WAITING.value)
-                .order_by(trials.c.number)
-                .limit(1)
-            ).scalar()
-            if first is None:
-                return None
-            now = time.time()
-            self._update_trial(
-                conn,
-                first,
-                state=TrialState.RUNNING.value,
-                owner=owner,
-                started_at=now,
-                heartbeat_at=now,
-            )
-            return self._get_trial(conn, trial_id=first)
+            while True:
+                target = trial_id
+                if target is None:
+                    target = conn.execute(
+                        sa.select(trials.c.id)
+                        .where(
+                            trials.c.study_id == study_id,
+                            trials.c.state == TrialState.WAITING.value,
+                        )
+                        .order_by(trials.c.number)
+                        .limit(1)
+                    ).scalar()
+                    if target is None:
+                        return None
+                now = self.clock.now()
+                revision = self._bump(conn, study_id)
+                taken = conn.execute(
+                    trials.update()
+                    .where(trials.c.id == target, trials.c.state.in_(claimable))
+                    .values(
+                        state=_RUNNING,
+                        owner=owner,
+                        started_at=sa.func.coalesce(trials.c.started_at, now),
+                        heartbeat_at=now,
+                        updated_at=now,
+                        revision=revision,
+                    )
+                ).rowcount
+                if taken:
+                    return self._get_trial(conn, trial_id=target)
+                if trial_id is not None:  # another process resumed it first
+                    return None
+                # another process claimed that one between our read and our write: next one
 
     def create_trial(
         self,
@@ -347,7 +460,7 @@ class SQLStorage(Storage):
     ) -> FrozenTrial | None:
         if max_trials is not None and number >= max_trials:  # numbers are dense from 0
             return None
-        now = time.time()
+        now = self.clock.now()
         values = {
             "study_id": study_id,
             "number": number,
@@ -368,24 +481,31 @@ class SQLStorage(Storage):
                 trial_id = conn.execute(trials.insert().values(**values)).inserted_primary_key[0]
         except IntegrityError as exc:
             raise TrialNumberTaken(f"trial number {number} is taken") from exc
-        return self._trial(
-            _Row(id=trial_id, metrics=None, value=None, error=None, finished_at=None, **values), {}
-        )
+        row = _Row(id=trial_id, metrics=None, value=None, error=None, finished_at=None, attrs=None)
+        return self._trial(_Row(**vars(row), **values), {})
 
     def set_trial_params(
-        self, trial_id: int, params: Mapping[str, Any], seed: int, proposal: Mapping[str, Any]
+        self,
+        trial_id: int,
+        params: Mapping[str, Any],
+        seed: int,
+        proposal: Mapping[str, Any],
+        owner: str,
     ) -> int:
         with self._begin() as conn:
-            return self._update_trial(
+            return self._write(
                 conn,
                 trial_id,
+                None,
+                owner,
                 params=_dumps(dict(params)),
                 seed=seed,
                 proposal=_dumps(dict(proposal)),
             )
 
-    def add_report(self, trial_id: int, step: int, metrics: Mapping[str, float]) -> int:
+    def add_report(self, trial_id: int, step: int, metrics: Mapping[str, float], owner: str) -> int:
         with self._begin() as conn:
+            revision = self._write(conn, trial_id, None, owner)
             conn.execute(
                 reports.delete().where(reports.c.trial_id == trial_id, reports.c.step == step)
             )
@@ -394,10 +514,16 @@ class SQLStorage(Storage):
                     trial_id=trial_id,
                     step=step,
                     metrics=_dumps(dict(metrics)),
-                    created_at=time.time(),
+                    created_at=self.clock.now(),
                 )
             )
-            return self._update_trial(conn, trial_id)
+            return revision
+
+    def pause_trial(self, trial_id: int, owner: str, attrs: Mapping[str, Any] | None = None) -> int:
+        with self._begin() as conn:
+            return self._write(
+                conn, trial_id, TrialState.PAUSED, owner, attrs, owner=None, heartbeat_at=None
+            )
 
     def finish_trial(
         self,
@@ -406,19 +532,27 @@ class SQLStorage(Storage):
         value: float | None = None,
         metrics: Mapping[str, float] | None = None,
         error: str | None = None,
+        owner: str | None = None,
+        attrs: Mapping[str, Any] | None = None,
     ) -> int:
         if not state.is_finished():
             raise ValueError(f"finish_trial needs a finished state, got {state}")
         with self._begin() as conn:
-            return self._update_trial(
+            return self._write(
                 conn,
                 trial_id,
-                state=state.value,
+                state,
+                owner,
+                attrs,
                 value=_finite_or_none(value),
                 metrics=_dumps(dict(metrics or {})),
                 error=error,
-                finished_at=time.time(),
+                finished_at=self.clock.now(),
             )
+
+    def set_trial_attr(self, trial_id: int, key: str, value: Any, owner: str | None = None) -> int:
+        with self._begin() as conn:
+            return self._write(conn, trial_id, None, owner, {key: value}, sources=_ALL_STATES)
 
     def heartbeat(self, trial_ids: Iterable[int]) -> None:
         ids = list(trial_ids)
@@ -428,28 +562,35 @@ class SQLStorage(Storage):
             conn.execute(
                 trials.update()
                 .where(trials.c.id.in_(ids), trials.c.state == TrialState.RUNNING.value)
-                .values(heartbeat_at=time.time())
+                .values(heartbeat_at=self.clock.now())
             )
 
     def requeue_trials(self, stale: Iterable[FrozenTrial]) -> list[int]:
         requeued = []
         with self._begin() as conn:
             for trial in stale:
-                state, owner = conn.execute(
-                    sa.select(trials.c.state, trials.c.owner).where(trials.c.id == trial.id)
-                ).one()
-                if state != TrialState.RUNNING.value or owner != trial.owner:
+                try:
+                    self._write(
+                        conn,
+                        trial.id,
+                        TrialState.WAITING,
+                        trial.owner,
+                        owner=None,
+                        retries=trials.c.retries + 1,
+                        started_at=None,
+                        heartbeat_at=None,
+                    )
+                except TrialStateError:
                     continue  # finished, or taken over by another process meanwhile
-                conn.execute(reports.delete().where(reports.c.trial_id == trial.id))
-                self._update_trial(
-                    conn,
-                    trial.id,
-                    state=TrialState.WAITING.value,
-                    owner=None,
-                    retries=trials.c.retries + 1,
-                    started_at=None,
-                    heartbeat_at=None,
+                attrs = _loads(
+                    conn.execute(sa.select(trials.c.attrs).where(trials.c.id == trial.id)).scalar(),
+                    {},
                 )
+                kept = (attrs.get("checkpoint") or {}).get("step")
+                dropped = reports.c.trial_id == trial.id
+                if kept is not None:
+                    dropped = sa.and_(dropped, reports.c.step > kept)
+                conn.execute(reports.delete().where(dropped))
                 requeued.append(trial.id)
         return requeued
 
@@ -518,4 +659,5 @@ class SQLStorage(Storage):
             owner=row.owner,
             retries=row.retries,
             revision=row.revision,
+            attrs=_loads(row.attrs, {}),
         )

@@ -37,6 +37,11 @@ class Strategy(ParamsMixin, abc.ABC):
     ) -> list[Proposal]:
         """One proposal per claimed number, in order; fewer when the strategy is exhausted."""
 
+    def is_finite(self) -> bool:
+        """Whether the strategy runs out of proposals by itself (a grid, a list of configs), so
+        a study needs no trial or time budget. The one rule the spec and the study both use."""
+        return False
+
 
 def strategy_index(history: Sequence[FrozenTrial], number: int) -> int:
     """How many strategy-proposed trials come before ``number``: a sequence position that every

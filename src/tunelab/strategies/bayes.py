@@ -129,8 +129,10 @@ class _Proposer:
         self.observed = self._subsample(observed)
         self.targets = self._targets_of(self.observed)
         self.seen = {_key(t.params) for t in history if t.params is not None}
-        self.pending = [
-            t.params for t in history if t.state is TrialState.RUNNING and t.params is not None
+        self.pending = [  # running or paused: their outcome is still to come
+            t.params
+            for t in history
+            if t.state in (TrialState.RUNNING, TrialState.PAUSED) and t.params is not None
         ]
 
     def _subsample(self, observed: list[FrozenTrial]) -> list[FrozenTrial]:

@@ -21,6 +21,9 @@ class GridSearch(Strategy):
     def __init__(self) -> None:
         pass
 
+    def is_finite(self) -> bool:
+        return True
+
     def ask(
         self, space: Space, history: Sequence[FrozenTrial], numbers: Sequence[int]
     ) -> list[Proposal]:

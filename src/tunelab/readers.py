@@ -1,0 +1,78 @@
+"""Readers: what the CLI, the final report and the dashboard show of a study, computed in one place.
+
+Plain functions over :class:`~tunelab.trial.FrozenTrial` lists (as storage hands them out). Importing
+this module imports neither torch nor scipy, so read-only tools start fast.
+
+Example:
+    >>> from tunelab.trial import FrozenTrial, TrialState
+    >>> trials = [FrozenTrial(id=1, number=0, state=TrialState.COMPLETE, params={"x": 1}, value=0.5)]
+    >>> best_trial(trials, "maximize").number
+    0
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from tunelab.trial import FrozenTrial, TrialState
+
+__all__ = ["best_summary", "best_trial", "state_counts", "trial_row", "trial_rows"]
+
+
+def best_trial(trials: Iterable[FrozenTrial], direction: str) -> FrozenTrial | None:
+    """The COMPLETE trial with the best finite value (the earliest among equals), or None."""
+    scored = [
+        t
+        for t in trials
+        if t.state is TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
+    ]
+    if not scored:
+        return None
+    pick = max if direction == "maximize" else min
+    return pick(scored, key=lambda t: t.value)
+
+
+def state_counts(trials: Iterable[FrozenTrial]) -> dict[TrialState, int]:
+    """How many trials are in each state, every state listed (zeros included), in lifecycle order."""
+    counts = dict.fromkeys(TrialState, 0)
+    for trial in trials:
+        counts[trial.state] += 1
+    return counts
+
+
+def best_summary(name: str, metric: str, best: FrozenTrial) -> dict[str, Any]:
+    """The best trial as ``tunelab best`` and the final result name it (before any retrain)."""
+    return {
+        "study": name,
+        "trial": best.number,
+        "params": best.params,
+        "metric": metric,
+        "value": best.value,
+        "val_metrics": best.metrics,
+        "seed": best.seed,
+        "test_metrics": None,
+    }
+
+
+def trial_row(trial: FrozenTrial) -> dict[str, Any]:
+    """One line of the trial table: plain JSON-ready values."""
+    return {
+        "number": trial.number,
+        "state": trial.state.value,
+        "value": trial.value,
+        "params": trial.params,
+        "metrics": trial.metrics,
+        "steps": len(trial.intermediate),
+        "last_step": trial.last_step,
+        "seed": trial.seed,
+        "duration_s": None if trial.duration is None else round(trial.duration, 3),
+        "retries": trial.retries,
+        "error": trial.error,
+        "warnings": trial.attrs.get("warnings", []),
+    }
+
+
+def trial_rows(trials: Sequence[FrozenTrial]) -> list[dict[str, Any]]:
+    return [trial_row(t) for t in trials]

@@ -1,0 +1,53 @@
+"""The storage contract on a real PostgreSQL server (.ci/run starts one; see .ci/postgres).
+
+Set TUNELAB_TEST_POSTGRES_URL to a server's URL to run these here; without it they skip, except
+under CI, where a missing server is a failure.
+"""
+
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from tunelab.storage import SQLStorage
+from tunelab.testing import StorageContract
+
+URL = os.environ.get("TUNELAB_TEST_POSTGRES_URL")
+
+if URL is None and os.environ.get("CI"):
+    pytest.fail("CI must run the PostgreSQL tests: .ci/run sets TUNELAB_TEST_POSTGRES_URL")
+pytestmark = pytest.mark.skipif(URL is None, reason="TUNELAB_TEST_POSTGRES_URL is not set")
+
+
+@pytest.fixture
+def database_url():
+    """A fresh database on the server for one test, dropped afterwards."""
+    name = f"tunelab_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    yield sa.make_url(URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.dispose()
+
+
+class TestPostgreSQL(StorageContract):
+    @pytest.fixture
+    def storage(self, database_url):
+        storage = SQLStorage(database_url)
+        yield storage
+        storage.close()
+
+
+def test_two_opens_of_a_new_database_at_once_make_one_schema(database_url):
+    """Drivers starting together on an empty database must not race creating the tables."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        opened = list(pool.map(lambda _: SQLStorage(database_url), range(4)))
+    opened[0].create_study("s", "maximize", "acc")
+    assert [s.name for s in opened[-1].list_studies()] == ["s"]
+    for storage in opened:
+        storage.close()
