@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -239,3 +240,150 @@ def test_a_live_trial_on_another_machine_is_left_alone(url):
     states = {t.number: (t.state, t.owner) for t in study.trials}
     assert states[0] == (TrialState.RUNNING, "other-host:1")
     assert states[1][0] is TrialState.COMPLETE
+
+
+# Pause and resume ---------------------------------------------------------------------------------
+def test_paused_trials_resume_from_their_checkpoint_and_continue_their_steps(url):
+    from tests.schedulers.pausing import PauseOnce
+    from tunelab.testing.executors import counting
+
+    study = Study("p", storage=url, scheduler=PauseOnce(step=2, min_paused=2), seed=0)
+    study.optimize(counting, {"steps": Categorical([5])}, trials=6)
+    trials = study.trials
+    resumed = [t for t in trials if t.state is TrialState.COMPLETE]
+    assert len(resumed) >= 4, [t.state for t in trials]
+    for trial in resumed:
+        assert sorted(trial.intermediate) == [1, 2, 3, 4, 5] and trial.value == 5.0
+        assert trial.attrs["checkpoint"] == {"step": 2} and "warnings" not in trial.attrs
+    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PAUSED}
+
+
+def test_a_trial_paused_by_one_driver_is_resumed_by_another_in_a_worker_process(url):
+    from tests.schedulers.pausing import PauseOnce
+    from tunelab.testing.executors import counting
+
+    space = {"steps": Categorical([4])}
+    first = Study("p", storage=url, scheduler=PauseOnce(step=2, min_paused=None), seed=0)
+    first.optimize(counting, space, trials=3)
+    assert [t.state for t in first.trials] == [TrialState.PAUSED] * 3
+    second = Study("p", storage=url, scheduler=PauseOnce(step=2, min_paused=1), seed=0)
+    second.optimize(counting, space, trials=3, workers=2)
+    trials = second.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert all(sorted(t.intermediate) == [1, 2, 3, 4] for t in trials)
+    assert all(t.retries == 0 and "warnings" not in t.attrs for t in trials)
+
+
+def test_a_pause_without_a_checkpoint_is_recorded_and_the_resume_starts_over(url):
+    from tests.schedulers.pausing import PauseOnce
+
+    study = Study("p", storage=url, metric="score", scheduler=PauseOnce(2, 1), seed=0)
+    study.optimize(objectives.curve, {"x": Float(0.5, 1.0)}, trials=2)
+    for trial in study.trials:
+        assert trial.state is TrialState.COMPLETE and sorted(trial.intermediate) == list(
+            range(1, 11)
+        )
+        assert trial.attrs["checkpoint"] is None
+        assert "without a checkpoint; a resume starts over" in trial.attrs["warnings"][0]
+
+
+def test_a_resumed_trial_whose_process_dies_retries_from_its_checkpoint(url):
+    from tunelab.storage import get_storage
+
+    storage = get_storage(url)
+    study = Study("c", storage=storage, seed=0)
+    trial = storage.create_trial(study.id, 0, "host:1", {"steps": 4}, 5, {})
+    storage.add_report(trial.id, 1, {"value": 1.0}, "host:1")
+    storage.pause_trial(trial.id, "host:1", {"checkpoint": {"step": 1}})
+    Path(study.trial_dir(0)).mkdir(parents=True)
+    import torch
+
+    torch.save({"step": 1, "tunelab_step": 1}, study.trial_dir(0) / "checkpoint.pt")
+    storage.claim_trial(study.id, "elsewhere:1", trial.id)
+    storage.add_report(trial.id, 2, {"value": 2.0}, "elsewhere:1")  # then that host goes silent
+    import tunelab.study
+    from tunelab.testing.executors import counting
+
+    stale = tunelab.study.STALE_AFTER_S
+    tunelab.study.STALE_AFTER_S = -1.0  # every heartbeat is old: the other host is dead
+    try:
+        study.optimize(counting, {"steps": Categorical([4])}, trials=1)
+    finally:
+        tunelab.study.STALE_AFTER_S = stale
+    (done,) = study.trials
+    assert done.state is TrialState.COMPLETE and done.retries == 1
+    assert sorted(done.intermediate) == [1, 2, 3, 4] and "warnings" not in done.attrs
+
+
+# Seams --------------------------------------------------------------------------------------------
+def test_a_virtual_clock_times_the_driver_and_storage(url):
+    from tunelab.clock import VirtualClock
+
+    clock = VirtualClock(start=1000.0)
+
+    def ten_minutes_each(trial):
+        clock.advance(600)
+        return trial.params["x"]
+
+    study = Study("v", storage=url, seed=0, clock=clock)
+    study.optimize(ten_minutes_each, X, minutes=25)
+    trials = study.trials
+    assert len(trials) == 3, "the 25-minute budget is virtual: 3 trials of 10 minutes start"
+    assert [t.duration for t in trials] == [600.0] * 3
+    assert trials[0].started_at == 1000.0
+
+
+def test_the_study_works_on_copies_of_what_it_is_given(url):
+    from tunelab.schedulers import MedianScheduler
+    from tunelab.strategies import BayesSearch, RandomSearch
+
+    strategy, scheduler = RandomSearch(), MedianScheduler(warmup_steps=1)
+    study = Study("c", storage=url, strategy=strategy, scheduler=scheduler, seed=3)
+    assert strategy.seed is None and study.strategy.seed == 3
+    assert study.strategy is not strategy and study.scheduler is not scheduler
+    assert study.scheduler.get_params() == scheduler.get_params()
+    bayes = BayesSearch(n_initial=4)
+    minimizing = Study("b", storage=url, direction="minimize", strategy=bayes)
+    assert bayes.direction == "maximize" and minimizing.strategy.direction == "minimize"
+
+
+def test_finite_strategies_need_no_budget_and_others_say_so(url):
+    from tunelab.spec import parse_spec
+
+    with pytest.raises(SpecError, match="budget: give trials and/or minutes, or the search"):
+        Study("b", storage=url, strategy="bayes").optimize(objectives.quadratic, X)
+    base = {
+        "name": "n",
+        "data": {"source": "iris"},
+        "metric": {"name": "val_accuracy", "direction": "maximize"},
+        "space": {"lr": {"type": "float", "low": 0.001, "high": 0.1, "grid": [0.01]}},
+        "budget": {},
+    }
+    with pytest.raises(SpecError, match="budget: .* a bayes search never ends"):
+        parse_spec({**base, "strategy": "bayes"})
+    assert parse_spec({**base, "strategy": "grid"}).strategy.name == "grid"
+
+
+def test_executors_are_named_like_strategies(url):
+    from tunelab.executors import EXECUTORS, ProcessExecutor, make_executor
+
+    assert set(EXECUTORS) == {"inline", "processes"}
+    assert make_executor("processes", n_workers=3).get_params()["n_workers"] == 3
+    with pytest.raises(SpecError, match="executor: 'processes' has no option 'n_worker'; did you"):
+        make_executor("processes", n_worker=3)
+    with pytest.raises(SpecError, match="unknown executor 'ray'"):
+        make_executor("ray")
+    study = Study("e", storage=url, direction="minimize", seed=0)
+    study.optimize(objectives.quadratic, X, trials=4, executor=ProcessExecutor(2))
+    assert len(study.trials) == 4
+
+
+def test_readers_import_neither_torch_nor_scipy():
+    import subprocess
+    import sys
+
+    code = "import sys, tunelab.readers, tunelab.storage; print(sorted({'torch', 'scipy'} & set(sys.modules)))"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+        == "[]\n"
+    )

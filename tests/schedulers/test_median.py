@@ -104,3 +104,22 @@ def test_factory_and_bad_options():
         make_scheduler("asha")
     with pytest.raises(SpecError, match="warmup_steps must be an integer >= 0"):
         make_scheduler("median", warmup_steps=-1)
+
+
+@pytest.mark.parametrize("steps", [[3, 5, 7, 9], [3, 6, 9], [5], [2, 7], [4, 8, 12]])
+def test_prunes_a_clearly_worse_trial_whatever_its_reporting_steps(steps):
+    """Completed trials reported every step; this one reports on its own grid, which before the
+    fix never met the interval grid (steps 3, 5, 7... with warm-up 2 and interval 2)."""
+    completed = [finished(i, [0.5 + 0.04 * s for s in range(11)]) for i in range(5)]
+    scheduler = MedianScheduler(warmup_steps=2, min_trials=3, interval=2)
+    reports = {}
+    decisions = []
+    for step in steps:
+        reports[step] = {"acc": 0.1}
+        trial = FrozenTrial(
+            id=99, number=99, state=TrialState.RUNNING, params={}, intermediate=dict(reports)
+        )
+        decisions.append(
+            scheduler.on_report(trial, step, StudyView("acc", "maximize", [*completed, trial]))
+        )
+    assert Decision.STOP in decisions

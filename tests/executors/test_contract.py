@@ -1,0 +1,18 @@
+"""Each executor joins the executor contract (tunelab.testing.ExecutorContract)."""
+
+import pytest
+
+from tunelab.executors import InlineExecutor, ProcessExecutor
+from tunelab.testing import ExecutorContract
+
+
+class TestInline(ExecutorContract):
+    @pytest.fixture
+    def executor(self):
+        return InlineExecutor()
+
+
+class TestProcesses(ExecutorContract):
+    @pytest.fixture
+    def executor(self):
+        return ProcessExecutor(n_workers=2, threads_per_worker=1)
