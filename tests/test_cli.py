@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.objectives import curve as objectives_curve
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SPEC = {
@@ -208,3 +210,20 @@ def test_unknown_study_is_a_clear_error(tmp_path):
     result = tunelab("status", "nope", "--storage", f"sqlite:///{tmp_path}/x.db", cwd=tmp_path)
     assert result.returncode == 2 and "no study named 'nope'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_status_and_trials_show_paused_trials_and_their_warnings(tmp_path):
+    from tests.schedulers.pausing import PauseOnce
+    from tunelab import Float, Study
+
+    url = f"sqlite:///{tmp_path}/tunelab.db"
+    study = Study("p", storage=url, metric="score", scheduler=PauseOnce(2, None), seed=0)
+    study.optimize(objectives_curve, {"x": Float(0.5, 1.0)}, trials=3)
+    status = tunelab("status", "p", "--storage", url, cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "paused: 3" in status.stdout
+    rows = json.loads(
+        tunelab("trials", "p", "--storage", url, "--format", "json", cwd=tmp_path).stdout
+    )
+    assert [(r["state"], r["last_step"]) for r in rows] == [("PAUSED", 2)] * 3
+    assert "without a checkpoint" in rows[0]["warnings"][0]
