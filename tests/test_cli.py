@@ -186,6 +186,16 @@ BAD_SPECS = [
         lambda s: s.update(scheduler={"name": "median", "warmup_step": 2}),
         r"scheduler: 'median' has no option 'warmup_step'; did you mean 'warmup_steps'\?",
     ),
+    (
+        lambda s: s.update(executor={"name": "processes", "n_worker": 2}),
+        r"executor: 'processes' has no option 'n_worker'; did you mean 'n_workers'\?",
+    ),
+    (lambda s: s.update(executor="ray"), r"executor: unknown executor 'ray'"),
+    (lambda s: s["fixed"].update(epochs=0), r"fixed\.epochs: must be an integer >= 1, got 0"),
+    (
+        lambda s: s.update(strategy="bayes", budget={}),
+        r"budget: give trials and/or minutes, or a bayes search never ends",
+    ),
 ]
 
 

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunelab.errors import SpecError, StorageError, TunelabError
+from tunelab.executors import Executor, make_executor
+from tunelab.readers import best_summary
 from tunelab.schedulers import make_scheduler
 from tunelab.spec import ExperimentSpec, parse_spec
 from tunelab.storage import Storage, get_storage
 from tunelab.strategies import make_strategy
 from tunelab.study import Callback, Study
 from tunelab.trial import FrozenTrial
+
+if TYPE_CHECKING:
+    from tunelab.nn import NetworkObjective
 
 __all__ = ["Experiment", "open_experiment"]
 
@@ -30,16 +35,22 @@ _IDENTITY = ("data", "model", "metric", "space", "fixed")
 
 @dataclass
 class Experiment:
-    """A spec bound to its study. ``search()`` runs trials; ``finalize()`` retrains and tests."""
+    """A spec bound to its study. ``search()`` runs trials; ``finalize()`` retrains and tests.
+
+    The objective is built once per experiment, so the data is loaded once per run: for the
+    checks, the search (its worker processes get it with the objective) and the final fit.
+    """
 
     spec: ExperimentSpec
     study: Study
+    objective: NetworkObjective
 
     @classmethod
     def from_spec(cls, spec: ExperimentSpec, storage: str | Storage | None = None) -> Experiment:
         objective = _objective(spec)
-        objective.check_names([*spec.space, *spec.fixed])
-        _check_metric(spec, objective)  # loads the data: a missing file or column fails here
+        # every fixed value and bound of the space, the data (loaded here, once) and the metric
+        objective.check(spec.build_space())
+        _check_metric(spec, objective)
         strategy_options = spec.strategy.options
         if spec.strategy.name == "random":
             strategy_options.setdefault("seed", spec.seed)
@@ -62,20 +73,25 @@ class Experiment:
             for config in spec.configs:
                 study.enqueue(config)
             study.set_attr("configs_queued", True)
-        return cls(spec, study)
+        return cls(spec, study, objective)
 
     def search(self, callbacks: Iterable[Callback] = ()) -> FrozenTrial | None:
         """Run the search until the spec's budget is spent; returns the best trial."""
         budget = self.spec.budget
         return self.study.optimize(
-            _objective(self.spec),
+            self.objective,
             self.spec.build_space(),
             trials=budget.trials,
             minutes=budget.minutes,
             workers=self.spec.workers,
+            executor=self._executor(),
             trial_timeout=budget.trial_minutes * 60 if budget.trial_minutes else None,
             callbacks=callbacks,
         )
+
+    def _executor(self) -> Executor | None:
+        executor = self.spec.executor
+        return None if executor is None else make_executor(executor.name, **executor.options)
 
     def finalize(self) -> dict[str, Any]:
         """Retrain the best config on train+validation, score it on test once, save the model.
@@ -93,17 +109,11 @@ class Experiment:
         if previous and previous.get("trial") == best.number:
             return previous
         out_dir = self.study.artifacts_dir / self.study.name / "best"
-        final = _objective(self.spec).final_fit(best.params, seed=best.seed, out_dir=out_dir)
+        final = self.objective.final_fit(best.params, seed=best.seed, out_dir=out_dir)
         result = {
-            "study": self.study.name,
-            "trial": best.number,
-            "params": best.params,
-            "metric": self.study.metric,
-            "value": best.value,
-            "val_metrics": best.metrics,
+            **best_summary(self.study.name, self.study.metric, best),
             "test_metrics": final["test_metrics"],
             "retrained_on": "train+validation",
-            "seed": best.seed,
             "artifacts": final["artifacts"],
         }
         self.study.set_attr("result", result)
@@ -122,7 +132,7 @@ def open_experiment(name: str, storage: str | Storage | None = None) -> Experime
     return Experiment.from_spec(parse_spec(record.spec), store)
 
 
-def _objective(spec: ExperimentSpec):
+def _objective(spec: ExperimentSpec) -> NetworkObjective:
     from tunelab.nn import NetworkObjective
 
     data = spec.data
@@ -144,7 +154,7 @@ def _objective(spec: ExperimentSpec):
     )
 
 
-def _check_metric(spec: ExperimentSpec, objective: Any) -> None:
+def _check_metric(spec: ExperimentSpec, objective: NetworkObjective) -> None:
     known = objective.metric_names()
     if spec.metric.name not in known:
         raise SpecError(

@@ -104,12 +104,13 @@ class ExperimentSpec(_Strict):
     budget: BudgetSpec
     configs: list[dict[str, Any]] = []
     workers: int = Field(1, ge=1)
+    executor: NamedOptions | None = None  # default: in-process for 1 worker, else processes
     seed: int = 0
     device: str = "auto"
     storage: str = "sqlite:///tunelab.db"
     artifacts: str | None = None
 
-    @field_validator("strategy", "scheduler", mode="before")
+    @field_validator("strategy", "scheduler", "executor", mode="before")
     @classmethod
     def _named(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
@@ -155,6 +156,10 @@ def parse_spec(raw: Any, base_dir: str | Path | None = None) -> ExperimentSpec:
         space.grid()  # a continuous range without listed values fails here, naming the parameter
     for i, config in enumerate(spec.configs):
         space.validate(config, field_prefix=f"configs[{i}]")
+    if spec.executor is not None:
+        from tunelab.executors import make_executor
+
+        make_executor(spec.executor.name, **spec.executor.options)  # names the bad option
     if spec.budget.trials is None and spec.budget.minutes is None:
         from tunelab.strategies import make_strategy
 

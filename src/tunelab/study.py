@@ -540,12 +540,11 @@ class _Run:
                 f"paused at step {trial.last_step} without a checkpoint; a resume starts over",
             ]
         attrs["checkpoint"] = checkpoint
+        self.by_number.pop(number, None)
         try:
             revision = self.storage.pause_trial(trial.id, self.owner, attrs)
-        except TrialStateError:
-            self.by_number.pop(number, None)
+        except TrialStateError:  # taken over by another process meanwhile
             return
-        self.by_number.pop(number, None)
         self.view.put(
             replace(
                 trial,

@@ -200,17 +200,19 @@ class Trial:
         try:
             state = torch.load(path, weights_only=True)
         except FileNotFoundError:
-            return self._restart(f"checkpoint {path} is missing")
+            return self.restart(f"checkpoint {path} is missing")
         except Exception as exc:  # noqa: BLE001 - a torn or foreign file is a restart, not a crash
-            return self._restart(f"checkpoint {path} is unreadable ({type(exc).__name__})")
+            return self.restart(f"checkpoint {path} is unreadable ({type(exc).__name__})")
         step = state.pop(_STEP_KEY, None) if isinstance(state, dict) else None
         if step != self.resumed_from:
-            return self._restart(
+            return self.restart(
                 f"checkpoint {path} is of step {step}, not of step {self.resumed_from}"
             )
         return state
 
-    def _restart(self, why: str) -> None:
+    def restart(self, why: str) -> None:
+        """Give up the checkpoint (``why`` is recorded as a warning) and start over from step 0;
+        for an objective whose checkpoint loads but does not fit what it trains."""
         self.warn(f"{why}; restarted from step 0")
         self.resumed_from = None
         self.last_step = None

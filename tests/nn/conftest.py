@@ -47,16 +47,20 @@ def mnist1d_cache(tmp_path_factory):
 
 
 class RecordingReporter:
-    """Records every report and answers CONTINUE, or STOP from ``stop_at`` on."""
+    """Records every report and answers CONTINUE, or STOP from ``stop_at`` on, or PAUSE at the
+    step ``pause_at`` (a scheduler resumes a paused trial with a reporter of its own)."""
 
-    def __init__(self, stop_at: int | None = None) -> None:
+    def __init__(self, stop_at: int | None = None, pause_at: int | None = None) -> None:
         self.stop_at = stop_at
+        self.pause_at = pause_at
         self.calls: list[tuple[int, int, dict[str, float]]] = []
 
     def __call__(self, number: int, step: int, metrics: dict[str, float]) -> Decision:
         self.calls.append((number, step, metrics))
         if self.stop_at is not None and step >= self.stop_at:
             return Decision.STOP
+        if step == self.pause_at:
+            return Decision.PAUSE
         return Decision.CONTINUE
 
     @property
@@ -66,5 +70,5 @@ class RecordingReporter:
 
 @pytest.fixture
 def make_reporter() -> type[RecordingReporter]:
-    """The reporter class, so a test can choose when it says STOP."""
+    """The reporter class, so a test can choose when it says STOP or PAUSE."""
     return RecordingReporter

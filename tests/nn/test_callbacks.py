@@ -261,6 +261,17 @@ def test_trial_reporter_forwards_logs_and_stops_on_the_schedulers_word(
     assert all(number == 7 for number, _, _ in reporter.calls)
 
 
+def test_trial_reporter_stops_on_a_pause_unless_its_loop_handles_pauses(
+    iris_splits, tmp_path, make_reporter
+):
+    train, val, _ = iris_splits
+    for stop_on_pause, epochs in ((True, 2), (False, 4)):
+        trial = Trial(0, {}, 0, tmp_path, make_reporter(pause_at=2))
+        reporter = TrialReporter(trial, stop_on_pause=stop_on_pause)
+        history = fit(model(), train, val, epochs=4, callbacks=[reporter], **FAST)
+        assert len(history) == epochs
+
+
 def test_callbacks_can_be_written_against_the_trainer(iris_splits):
     train, _, _ = iris_splits
 

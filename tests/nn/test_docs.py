@@ -10,13 +10,18 @@ import pytest
 MODULES = [
     "tunelab.nn",
     "tunelab.nn.callbacks",
+    "tunelab.nn.config",
     "tunelab.nn.data",
+    "tunelab.nn.factory",
     "tunelab.nn.initializers",
     "tunelab.nn.metrics",
     "tunelab.nn.models",
     "tunelab.nn.objective",
     "tunelab.nn.optimizers",
+    "tunelab.nn.provider",
+    "tunelab.nn.runner",
     "tunelab.nn.schedules",
+    "tunelab.nn.splits",
     "tunelab.nn.train",
 ]
 

@@ -13,7 +13,15 @@ from torch import nn
 import tunelab
 from tunelab.errors import SpecError, TrialDiverged
 from tunelab.experiment import Experiment
-from tunelab.nn import Callback, NetworkObjective, hyperparameters, load_model
+from tunelab.nn import (
+    Callback,
+    HoldoutSplitter,
+    NetworkObjective,
+    Splits,
+    hyperparameters,
+    load_model,
+    provider,
+)
 from tunelab.nn.data import Preprocessing, load_dataset, split_dataset
 from tunelab.nn.models import build_mlp
 from tunelab.nn.train import TRAINING_DEFAULTS, evaluate, fit, seed_everything
@@ -148,11 +156,17 @@ def test_trial_is_trained_on_train_scaled_with_train_statistics(
     assert result == history[-1]
 
 
-def test_pickle_drops_the_data_and_keeps_behaviour(tmp_path, digits_objective, make_reporter):
+def test_pickle_carries_the_data_and_keeps_behaviour(
+    tmp_path, digits_objective, make_reporter, monkeypatch
+):
     params = {"epochs": 2}
+    payload = pickle.dumps(digits_objective)  # loads first: a worker gets the data with it
     before = digits_objective(make_trial(tmp_path, make_reporter(), params))
-    payload = pickle.dumps(digits_objective)
-    assert len(payload) < 2_000  # the loaded digits (~460 kB) stay behind
+
+    def no_second_load(*args, **kwargs):
+        raise AssertionError("the data was loaded again")
+
+    monkeypatch.setattr(provider, "load_dataset", no_second_load)
     clone = pickle.loads(payload)
     assert clone(make_trial(tmp_path, make_reporter(), params)) == before
 
@@ -562,3 +576,32 @@ def test_lr_10_ends_as_a_failed_trial_that_says_diverged(tmp_path, optimizer):
     assert diverged.state is TrialState.FAILED and diverged.error.startswith("diverged")
     assert "Traceback" not in diverged.error
     assert healthy.state is TrialState.COMPLETE and best.number == healthy.number
+
+
+# --- the parts ---------------------------------------------------------------------------------
+
+
+def test_the_splitter_is_injectable(tmp_path, make_reporter):
+    seen = []
+
+    class Recording(HoldoutSplitter):
+        def split(self, dataset):
+            seen.append(dataset.name)
+            return super().split(dataset)
+
+    objective = NetworkObjective(
+        {"source": "iris"}, fixed={"epochs": 1}, device="cpu", splitter=Recording(0.3, 0.3, 1)
+    )
+    objective(make_trial(tmp_path, make_reporter()))
+    objective.final_fit({}, seed=0, out_dir=tmp_path / "best")
+    assert seen == ["iris"]  # split once, for the trial and the final fit alike
+    assert len(objective.provider.splits().test.y) == 45  # 30% of 150
+
+    class TwoFolds(HoldoutSplitter):
+        def split(self, dataset):
+            splits = super().split(dataset)
+            return Splits(splits.dataset, splits.test, splits.folds * 2)
+
+    two = NetworkObjective({"source": "iris"}, splitter=TwoFolds())
+    with pytest.raises(SpecError, match="trains each trial on one fold, but the splitter gave 2"):
+        two.metric_names()

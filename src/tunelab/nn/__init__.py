@@ -1,5 +1,6 @@
 """The neural-network side of tunelab: data sets, networks, initialisers, optimizers, learning-rate
-schedules, callbacks, the training loop and the objective a study runs.
+schedules, callbacks, the training loop and the objective a study runs (made of a configuration
+resolver, a data provider, a model factory and a trial runner).
 
 Everything a spec reaches is reachable from Python too:
 
@@ -19,6 +20,7 @@ from tunelab.nn.callbacks import (
     ModelCheckpoint,
     TrialReporter,
 )
+from tunelab.nn.config import MODELS, ConfigResolver, hyperparameters
 from tunelab.nn.data import (
     BUILTIN_DATASETS,
     CLASSIFICATION,
@@ -33,12 +35,16 @@ from tunelab.nn.data import (
     load_dataset,
     split_dataset,
 )
+from tunelab.nn.factory import ModelFactory
 from tunelab.nn.initializers import INITIALIZERS, init_weights
 from tunelab.nn.metrics import METRICS, metric_mode
 from tunelab.nn.models import ACTIVATIONS, POOLINGS, build_cnn, build_mlp, import_builder
-from tunelab.nn.objective import MODELS, NetworkObjective, hyperparameters, load_model
+from tunelab.nn.objective import NetworkObjective, load_model
 from tunelab.nn.optimizers import LOSSES, OPTIMIZERS, make_loss, make_optimizer
+from tunelab.nn.provider import DataProvider
+from tunelab.nn.runner import TrialRunner
 from tunelab.nn.schedules import SCHEDULES, make_schedule
+from tunelab.nn.splits import Fold, HoldoutSplitter, Splits, Splitter
 from tunelab.nn.train import (
     TRAINING_DEFAULTS,
     Trainer,
@@ -66,18 +72,26 @@ __all__ = [
     "TASKS",
     "TRAINING_DEFAULTS",
     "Callback",
+    "ConfigResolver",
+    "DataProvider",
     "Dataset",
     "DivergenceGuard",
     "EarlyStopping",
+    "Fold",
     "History",
+    "HoldoutSplitter",
     "LRSchedulerCallback",
     "ModelCheckpoint",
+    "ModelFactory",
     "NetworkObjective",
     "Preprocessing",
     "Scaler",
     "Split",
+    "Splits",
+    "Splitter",
     "Trainer",
     "TrialReporter",
+    "TrialRunner",
     "build_cnn",
     "build_mlp",
     "cache_dir",

@@ -1,4 +1,5 @@
-"""Callbacks: small objects :func:`~tunelab.nn.fit` calls at fixed points of training.
+"""Callbacks: small objects the :class:`~tunelab.nn.Trainer` (and so :func:`~tunelab.nn.fit`)
+calls at fixed points of training.
 
 The interface is skorch's and Keras's. Every hook receives the running
 :class:`~tunelab.nn.Trainer` (model, optimizer, history so far); override the ones you need::
@@ -13,6 +14,10 @@ All callbacks see every epoch's end even when one of them asks to stop, so the e
 training is still recorded and reported. One callback object may serve many trials in a
 process: each resets its state in ``on_train_begin``; what it learned ends in ``_``.
 
+A paused training resumes where it stopped only if every callback resumes too: a callback with
+state names it in :attr:`~Callback.state_attributes` (or overrides ``state_dict`` and
+``load_state_dict``), and :meth:`Trainer.state_dict <tunelab.nn.Trainer.state_dict>` saves it.
+
 Example:
     >>> class PrintLoss(Callback):
     ...     def on_epoch_end(self, trainer, epoch, logs):
@@ -22,11 +27,12 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
@@ -50,7 +56,27 @@ __all__ = [
 
 
 class Callback:
-    """The base of every callback: each hook does nothing until overridden."""
+    """The base of every callback: each hook does nothing until overridden.
+
+    Attributes:
+        state_attributes: the attributes :meth:`state_dict` saves: what the callback learned
+            during training (set in ``on_train_begin``), as tensors and plain values.
+    """
+
+    state_attributes: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict[str, Any]:
+        """What this callback learned so far, so that a resumed training goes on with it.
+
+        Tensors, numbers, strings, lists, dicts and None only: a checkpoint is loaded with
+        ``torch.load(..., weights_only=True)``, which runs no pickled code.
+        """
+        return {name: copy.copy(getattr(self, name)) for name in self.state_attributes}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Take back what :meth:`state_dict` returned (after ``on_train_begin`` has run)."""
+        for name in self.state_attributes:
+            setattr(self, name, copy.copy(state[name]))
 
     def on_train_begin(self, trainer: Trainer) -> None:
         """Before the first epoch."""
@@ -75,6 +101,8 @@ class History(Callback):
         >>> history = History()  # fit(..., callbacks=[history]); history.history_[-1]["val_loss"]
     """
 
+    state_attributes = ("history_",)
+
     def on_train_begin(self, trainer: Trainer) -> None:
         self.history_: list[dict[str, float]] = []
 
@@ -84,6 +112,8 @@ class History(Callback):
 
 class _Monitor(Callback):
     """Tracks the best value of one logged metric."""
+
+    state_attributes: tuple[str, ...] = ("best_", "best_epoch_")
 
     def _reset(self) -> None:
         self.mode_ = metric_mode(self.monitor) if self.mode == "auto" else self.mode
@@ -130,6 +160,8 @@ class EarlyStopping(_Monitor):
     Example:
         >>> stopper = EarlyStopping("val_accuracy", patience=3)
     """
+
+    state_attributes = (*_Monitor.state_attributes, "wait_", "stopped_epoch_", "best_state_")
 
     def __init__(
         self,
@@ -187,6 +219,8 @@ class ModelCheckpoint(_Monitor):
     Example:
         >>> checkpoint = ModelCheckpoint("runs/best.pt", monitor="val_accuracy")
     """
+
+    state_attributes = (*_Monitor.state_attributes, "saved_epochs_")
 
     def __init__(
         self,
@@ -253,6 +287,12 @@ class LRSchedulerCallback(Callback):
         if self.interval == "epoch":
             self.scheduler_.step()
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"scheduler": self.scheduler_.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.scheduler_.load_state_dict(state["scheduler"])
+
 
 class DivergenceGuard(Callback):
     """End training as diverged when a logged value is NaN or infinite, or when an epoch's
@@ -272,6 +312,8 @@ class DivergenceGuard(Callback):
     Example:
         >>> guard = DivergenceGuard(max_ratio=10.0)
     """
+
+    state_attributes = ("initial_loss_",)
 
     def __init__(self, max_ratio: float = 100.0) -> None:
         self.max_ratio = max_ratio
@@ -302,6 +344,13 @@ class TrialReporter(Callback):
     This is how :class:`~tunelab.nn.NetworkObjective` joins a study; add it yourself to train
     with :func:`~tunelab.nn.fit` inside your own objective.
 
+    Args:
+        trial: the trial to report to.
+        stop_on_pause: stop training when the scheduler pauses the trial, too (its answer is
+            then in ``trial.should_pause()``). A loop that saves a checkpoint on a pause and
+            leaves by itself passes False, so that a pause is not saved as a stopped training
+            and the resumed trial trains on.
+
     Example:
         >>> def objective(trial):  # doctest: +SKIP
         ...     history = fit(model, train, val, task="classification",
@@ -309,9 +358,11 @@ class TrialReporter(Callback):
         ...     return history[-1]
     """
 
-    def __init__(self, trial: Trial) -> None:
+    def __init__(self, trial: Trial, stop_on_pause: bool = True) -> None:
         self.trial = trial
+        self.stop_on_pause = stop_on_pause
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> bool:
         self.trial.report(epoch, **logs)
-        return self.trial.should_stop()
+        stop = self.trial.should_stop()  # checks the trial's time limit, too
+        return stop and (self.stop_on_pause or not self.trial.should_pause())

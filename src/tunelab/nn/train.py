@@ -4,6 +4,9 @@ The data of a tuning run fits in memory, so the loop keeps the tensors on the de
 shuffled mini-batches by indexing: no DataLoader, no worker processes, no copies per epoch.
 Everything around the loop (learning-rate schedules, early stopping, checkpoints, reporting to a
 study, the divergence guard) is a :class:`~tunelab.nn.callbacks.Callback`.
+
+The loop is a :class:`Trainer`, which runs one epoch at a time and saves and restores its whole
+state, so a paused trial resumes where it stopped; :func:`fit` runs one to the end.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import contextlib
 import inspect
 import random
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -55,34 +57,280 @@ _SCHEDULE_OPTIONS = _keyword_defaults(make_schedule, skip=("epochs", "steps_per_
 _LOSS_OPTIONS = _keyword_defaults(make_loss)
 
 
-@dataclass
 class Trainer:
-    """The state of a running :func:`fit`, handed to every callback hook.
+    """Trains a network one epoch at a time, and saves and restores everything training depends on.
+
+    :func:`fit` is a loop over :meth:`run_epoch`; a study's pause-and-resume schedulers need the
+    steps themselves: run some epochs, :meth:`state_dict`, and later (in another process, say)
+    build the same trainer, :meth:`load_state_dict` and go on. The state holds the model, the
+    optimizer (its momentum and Adam's moments), the LR schedule, the generator of the batch
+    order, torch's global generator (dropout draws from it), every callback's state, the epoch
+    and the history, so a resumed training gives the same weights and logs, bit for bit on the
+    CPU, as one that never stopped.
+
+    Every callback hook receives this object. The constructor builds the optimizer, the
+    schedule and the loss at once (so bad settings fail before any training, and
+    :meth:`load_state_dict` has something to load into); training begins with the first
+    :meth:`run_epoch`, which reseeds torch's global generator with ``seed`` and calls the
+    callbacks' ``on_train_begin``.
+
+    Args:
+        model: the network; trained in place.
+        train: training inputs (shaped for the network) and targets.
+        val: the validation split, or None.
+        task: ``"classification"`` or ``"regression"``.
+        epochs: the most epochs to run.
+        batch_size: samples per optimizer step. A last batch of one sample joins the one before
+            (batch norm cannot normalise a single sample).
+        lr: the learning rate (at ``reference_batch``, when given).
+        optimizer: a name from :data:`~tunelab.nn.OPTIMIZERS`.
+        schedule: a name from :data:`~tunelab.nn.SCHEDULES`.
+        loss: a name from :data:`~tunelab.nn.LOSSES` for the task; None for its default.
+        reference_batch: apply the linear scaling rule (:func:`scaled_lr`) from this batch size.
+        callbacks: more callbacks, called in order after the divergence guard.
+        target_scaler: a fitted scaler for regression targets: the network learns scaled targets.
+        seed: seeds the batch order and dropout.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+        **options: the knobs of the optimizer (:func:`~tunelab.nn.make_optimizer`), the schedule
+            (:func:`~tunelab.nn.make_schedule`) and the loss (:func:`~tunelab.nn.make_loss`),
+            e.g. ``momentum=0.9, warmup_epochs=2, label_smoothing=0.1``.
 
     Attributes:
         model: the network being trained (on ``device``).
         optimizer: the torch optimizer; ``optimizer.param_groups[0]["lr"]`` is the current rate.
         loss_fn: the training loss.
         task: ``"classification"`` or ``"regression"``.
-        epochs: the most epochs this fit runs.
+        epochs: the most epochs this training runs.
         steps_per_epoch: optimizer steps (batches) per epoch.
         device: where the model and data live.
+        callbacks: every callback in call order: a divergence guard (unless you gave one), yours,
+            and the one that steps the ``schedule``.
         history: the logs of the epochs finished so far.
+        epoch: how many epochs have run.
+        stopped: whether a callback asked to stop at the end of the last epoch.
+
+    Raises:
+        SpecError: on ``space.<name>`` for an out-of-range or unknown setting.
+        TypeError: for an option no optimizer, schedule or loss takes.
+
+    Example:
+        >>> from tunelab.nn import build_mlp, load_dataset, split_dataset
+        >>> train, val, _ = split_dataset(load_dataset("iris"), 0.2, 0.2, seed=0)
+        >>> trainer = Trainer(build_mlp(4, 3), train, val, task="classification", epochs=3,
+        ...                   device="cpu")
+        >>> logs = trainer.run_epoch()
+        >>> state = trainer.state_dict()  # torch.save(state, path) to resume elsewhere
+        >>> while not trainer.done:
+        ...     logs = trainer.run_epoch()
+        >>> trainer.finish()
+        >>> trainer.epoch, len(trainer.history)
+        (3, 3)
     """
 
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    loss_fn: nn.Module
-    task: str
-    epochs: int
-    steps_per_epoch: int
-    device: torch.device
-    history: list[dict[str, float]] = field(default_factory=list)
+    def __init__(
+        self,
+        model: nn.Module,
+        train: Split,
+        val: Split | None = None,
+        *,
+        task: str,
+        epochs: int = 20,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        optimizer: str = "adam",
+        schedule: str = "constant",
+        loss: str | None = None,
+        reference_batch: int | None = None,
+        callbacks: Sequence[Callback] = (),
+        target_scaler: Scaler | None = None,
+        seed: int = 0,
+        device: str | torch.device = "auto",
+        **options: Any,
+    ) -> None:
+        if epochs < 1:
+            raise SpecError("space.epochs", f"must be >= 1, got {epochs}")
+        if batch_size < 1:
+            raise SpecError("space.batch_size", f"must be >= 1, got {batch_size}")
+        optimizer_options, schedule_options, loss_options = _route(options)
+        self.device = _as_device(device)
+        self.model = model.to(self.device)
+        self.task = check_task(task)
+        self._inputs, self._targets = _tensors(train, task, self.device, target_scaler)
+        self._val, self._target_scaler = val, target_scaler
+        self._batch_size, self._seed = batch_size, seed
+        self.epochs = epochs
+        self.steps_per_epoch = len(_batch_bounds(len(self._inputs), batch_size))
+        self.optimizer = make_optimizer(
+            optimizer,
+            model.parameters(),
+            scaled_lr(lr, batch_size, reference_batch),
+            **optimizer_options,
+        )
+        scheduler, interval = make_schedule(
+            schedule,
+            self.optimizer,
+            epochs=epochs,
+            steps_per_epoch=self.steps_per_epoch,
+            **schedule_options,
+        )
+        self.loss_fn = make_loss(task, loss, **loss_options).to(self.device)
+        self.callbacks = list(callbacks)
+        if not any(isinstance(callback, DivergenceGuard) for callback in self.callbacks):
+            self.callbacks.insert(0, DivergenceGuard())
+        if scheduler is not None:
+            self.callbacks.append(LRSchedulerCallback(scheduler, interval))
+        self.history: list[dict[str, float]] = []
+        self.epoch = 0
+        self.stopped = False
+        self._batch_order = torch.Generator().manual_seed(seed)
+        self._begun = self._finished = False
 
     @property
     def lr(self) -> float:
         """The learning rate the next optimizer step uses."""
         return float(self.optimizer.param_groups[0]["lr"])
+
+    @property
+    def done(self) -> bool:
+        """True once ``epochs`` epochs have run or a callback asked to stop."""
+        return self.stopped or self.epoch >= self.epochs
+
+    def run_epoch(self) -> dict[str, float]:
+        """Train one epoch, score it on the validation split, and call the callbacks.
+
+        Returns:
+            The epoch's logs: ``train_loss`` (the mean over the epoch's batches), ``lr`` (the
+            rate the epoch started with) and, with a validation split, :func:`evaluate`'s
+            metrics. Every callback sees them; if any returns True from ``on_epoch_end``,
+            :attr:`stopped` becomes True.
+
+        Raises:
+            RuntimeError: when the training is already :attr:`done`.
+            TrialDiverged: from the divergence guard (NaN, infinite or exploding loss).
+        """
+        if self.done:
+            why = "a callback stopped it" if self.stopped else f"all {self.epochs} epochs ran"
+            raise RuntimeError(f"training is done ({why}); call finish()")
+        with _deterministic(self.device):
+            self._begin()
+            epoch = self.epoch + 1
+            for hook in self.callbacks:
+                hook.on_epoch_begin(self, epoch)
+            lr_now = self.lr
+            order = torch.randperm(len(self._inputs), generator=self._batch_order)
+            logs = {"train_loss": self._train_epoch(order.to(self.device)), "lr": lr_now}
+            if self._val is not None:
+                logs.update(
+                    evaluate(
+                        self.model,
+                        self._val,
+                        self.task,
+                        self.device,
+                        "val",
+                        self.loss_fn,
+                        self._target_scaler,
+                    )
+                )
+            self.history.append(logs)
+            self.epoch = epoch
+            stop = False
+            for hook in self.callbacks:
+                stop = bool(hook.on_epoch_end(self, epoch, logs)) or stop
+            self.stopped = stop
+        return logs
+
+    def finish(self) -> None:
+        """End the training: the callbacks' ``on_train_end`` (early stopping restores the best
+        weights there). Call it once, after the last epoch; later calls do nothing."""
+        if self._finished:
+            return
+        with _deterministic(self.device):
+            self._begin()
+            for hook in self.callbacks:
+                hook.on_train_end(self)
+        self._finished = True
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next epochs depend on, as tensors and plain values.
+
+        Save it with ``torch.save`` and load it with ``torch.load(..., weights_only=True)``. As
+        with torch's own ``state_dict``, the tensors are the live ones: save or copy the state
+        before training on. Called before the first epoch, it begins the training (the seed,
+        the callbacks' ``on_train_begin``), as :meth:`run_epoch` would.
+        """
+        self._begin()
+        state = {
+            "epoch": self.epoch,
+            "stopped": self.stopped,
+            "history": [dict(logs) for logs in self.history],
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "callbacks": {
+                key: hook.state_dict()
+                for key, hook in zip(self._callback_keys(), self.callbacks, strict=True)
+            },
+            "batch_order": self._batch_order.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":  # dropout on the GPU draws from the device's generator
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s output: the next :meth:`run_epoch` runs the epoch
+        after the saved one.
+
+        The trainer must be built like the one that saved the state: the same model, settings
+        and kinds of callbacks, in the same order.
+
+        Raises:
+            ValueError: when the saved callbacks are not this trainer's.
+        """
+        keys = self._callback_keys()
+        if list(state["callbacks"]) != keys:
+            raise ValueError(
+                f"the state was saved with the callbacks {list(state['callbacks'])}, but this "
+                f"trainer has {keys}; build the trainer with the same callbacks"
+            )
+        self._begin()
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for key, hook in zip(keys, self.callbacks, strict=True):
+            hook.load_state_dict(state["callbacks"][key])
+        self._batch_order.set_state(state["batch_order"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.history[:] = [dict(logs) for logs in state["history"]]
+        self.epoch, self.stopped = int(state["epoch"]), bool(state["stopped"])
+
+    def _begin(self) -> None:
+        """Start the training, once: reseed dropout's generator, let the callbacks reset."""
+        if self._begun:
+            return
+        self._begun = True
+        torch.manual_seed(self._seed)
+        for hook in self.callbacks:
+            hook.on_train_begin(self)
+
+    def _callback_keys(self) -> list[str]:
+        return [f"{i}.{type(hook).__name__}" for i, hook in enumerate(self.callbacks)]
+
+    def _train_epoch(self, order: torch.Tensor) -> float:
+        """One pass over the batches; returns the mean loss per sample (one device sync)."""
+        model, opt, loss_fn = self.model, self.optimizer, self.loss_fn
+        inputs, targets = self._inputs, self._targets
+        model.train()
+        total = torch.zeros((), device=inputs.device)
+        for step, batch in enumerate(_batches(order, self._batch_size)):
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(inputs[batch]), targets[batch])
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(batch)
+            for hook in self.callbacks:
+                hook.on_batch_end(self, step, loss)
+        return total.item() / len(inputs)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -215,7 +463,7 @@ def fit(
     device: str | torch.device = "auto",
     **options: Any,
 ) -> list[dict[str, float]]:
-    """Train ``model`` in place with mini-batch gradient descent.
+    """Train ``model`` in place with mini-batch gradient descent: a :class:`Trainer` run to the end.
 
     After each epoch the logs hold ``train_loss`` (the mean over the epoch's batches), ``lr``
     (the rate the epoch started with) and, when ``val`` is given, :func:`evaluate`'s validation
@@ -225,29 +473,10 @@ def fit(
 
     ``seed`` fixes the batch order (its own generator, so the order does not depend on how many
     random numbers dropout drew) and reseeds torch's global generator, which dropout uses. On the
-    CPU the fit runs with ``torch.use_deterministic_algorithms(True)`` (the previous setting comes
-    back afterwards), so two calls with the same weights and seed give identical logs.
+    CPU each epoch runs with ``torch.use_deterministic_algorithms(True)`` (the previous setting
+    comes back afterwards), so two calls with the same weights and seed give identical logs.
 
-    Args:
-        model: the network; trained in place.
-        train: training inputs (shaped for the network) and targets.
-        val: the validation split, or None.
-        task: ``"classification"`` or ``"regression"``.
-        epochs: the most epochs to run.
-        batch_size: samples per optimizer step. A last batch of one sample joins the one before
-            (batch norm cannot normalise a single sample).
-        lr: the learning rate (at ``reference_batch``, when given).
-        optimizer: a name from :data:`~tunelab.nn.OPTIMIZERS`.
-        schedule: a name from :data:`~tunelab.nn.SCHEDULES`.
-        loss: a name from :data:`~tunelab.nn.LOSSES` for the task; None for its default.
-        reference_batch: apply the linear scaling rule (:func:`scaled_lr`) from this batch size.
-        callbacks: more callbacks, called in order after the divergence guard.
-        target_scaler: a fitted scaler for regression targets: the network learns scaled targets.
-        seed: seeds the batch order and dropout.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
-        **options: the knobs of the optimizer (:func:`~tunelab.nn.make_optimizer`), the schedule
-            (:func:`~tunelab.nn.make_schedule`) and the loss (:func:`~tunelab.nn.make_loss`),
-            e.g. ``momentum=0.9, warmup_epochs=2, label_smoothing=0.1``.
+    The arguments are :class:`Trainer`'s.
 
     Returns:
         One logs dict per epoch that ran.
@@ -266,63 +495,34 @@ def fit(
         >>> sorted(history[-1])[:3]
         ['lr', 'train_loss', 'val_accuracy']
     """
-    if epochs < 1:
-        raise SpecError("space.epochs", f"must be >= 1, got {epochs}")
-    if batch_size < 1:
-        raise SpecError("space.batch_size", f"must be >= 1, got {batch_size}")
-    optimizer_options, schedule_options, loss_options = _route(options)
-    device = _as_device(device)
-    model.to(device)
-    inputs, targets = _tensors(train, check_task(task), device, target_scaler)
-    steps = len(_batch_bounds(len(inputs), batch_size))
-    opt = make_optimizer(
-        optimizer,
-        model.parameters(),
-        scaled_lr(lr, batch_size, reference_batch),
-        **optimizer_options,
-    )
-    scheduler, interval = make_schedule(
-        schedule, opt, epochs=epochs, steps_per_epoch=steps, **schedule_options
-    )
     trainer = Trainer(
-        model, opt, make_loss(task, loss, **loss_options).to(device), task, epochs, steps, device
+        model,
+        train,
+        val,
+        task=task,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=optimizer,
+        schedule=schedule,
+        loss=loss,
+        reference_batch=reference_batch,
+        callbacks=callbacks,
+        target_scaler=target_scaler,
+        seed=seed,
+        device=device,
+        **options,
     )
-    hooks = list(callbacks)
-    if not any(isinstance(callback, DivergenceGuard) for callback in hooks):
-        hooks.insert(0, DivergenceGuard())
-    if scheduler is not None:
-        hooks.append(LRSchedulerCallback(scheduler, interval))
-    batch_order = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    with _deterministic(device):
-        for hook in hooks:
-            hook.on_train_begin(trainer)
-        for epoch in range(1, epochs + 1):
-            for hook in hooks:
-                hook.on_epoch_begin(trainer, epoch)
-            lr_now = trainer.lr
-            order = torch.randperm(len(inputs), generator=batch_order).to(device)
-            train_loss = _train_epoch(trainer, hooks, inputs, targets, order, batch_size)
-            logs = {"train_loss": train_loss, "lr": lr_now}
-            if val is not None:
-                logs.update(
-                    evaluate(model, val, task, device, "val", trainer.loss_fn, target_scaler)
-                )
-            trainer.history.append(logs)
-            stop = False
-            for hook in hooks:
-                stop = bool(hook.on_epoch_end(trainer, epoch, logs)) or stop
-            if stop:
-                break
-        for hook in hooks:
-            hook.on_train_end(trainer)
+    while not trainer.done:
+        trainer.run_epoch()
+    trainer.finish()
     return trainer.history
 
 
-#: The defaults of every training hyperparameter :func:`fit` takes, by name.
+#: The defaults of every training hyperparameter :class:`Trainer` (and :func:`fit`) takes.
 TRAINING_DEFAULTS: Mapping[str, Any] = MappingProxyType(
     {
-        **_keyword_defaults(fit, skip=("task", "callbacks", "target_scaler", "seed", "device")),
+        **_keyword_defaults(Trainer, skip=("task", "callbacks", "target_scaler", "seed", "device")),
         **_OPTIMIZER_OPTIONS,
         **_SCHEDULE_OPTIONS,
         **_LOSS_OPTIONS,
@@ -331,7 +531,7 @@ TRAINING_DEFAULTS: Mapping[str, Any] = MappingProxyType(
 
 
 def _route(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Split fit's extra options between the optimizer, the schedule and the loss."""
+    """Split the extra training options between the optimizer, the schedule and the loss."""
     routed: tuple[dict[str, Any], ...] = ({}, {}, {})
     for name, value in options.items():
         for target, known in zip(
@@ -343,33 +543,10 @@ def _route(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], 
         else:
             every = sorted([*_OPTIMIZER_OPTIONS, *_SCHEDULE_OPTIONS, *_LOSS_OPTIONS])
             raise TypeError(
-                f"fit() got an unexpected keyword argument {name!r}; "
-                f"its training options are: {', '.join(every)}"
+                f"fit() and Trainer() got an unexpected keyword argument {name!r}; "
+                f"their training options are: {', '.join(every)}"
             )
     return routed  # type: ignore[return-value]
-
-
-def _train_epoch(
-    trainer: Trainer,
-    hooks: Sequence[Callback],
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    order: torch.Tensor,
-    batch_size: int,
-) -> float:
-    """One pass over the batches; returns the mean loss per sample (one device sync per epoch)."""
-    model, opt, loss_fn = trainer.model, trainer.optimizer, trainer.loss_fn
-    model.train()
-    total = torch.zeros((), device=inputs.device)
-    for step, batch in enumerate(_batches(order, batch_size)):
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(inputs[batch]), targets[batch])
-        loss.backward()
-        opt.step()
-        total += loss.detach() * len(batch)
-        for hook in hooks:
-            hook.on_batch_end(trainer, step, loss)
-    return total.item() / len(inputs)
 
 
 def _batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -400,7 +577,8 @@ def _tensors(
 
 @contextlib.contextmanager
 def _deterministic(device: torch.device) -> Iterator[None]:
-    """Deterministic algorithms on the CPU for the duration of a fit, then the previous setting.
+    """Deterministic algorithms on the CPU for one step of a training (an epoch, say), then the
+    previous setting, so that nothing leaks to the code around a trainer between its epochs.
 
     On CUDA the setting is left to the user: several CUDA kernels have no deterministic version
     and cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG`` set before the process starts.

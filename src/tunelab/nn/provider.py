@@ -1,0 +1,84 @@
+"""The data of a search, loaded and split once per run and carried to the worker processes.
+
+Loading is the slow part of a small trial: a CSV is parsed in Python, MNIST-1D is generated (or
+read from its cache). A :class:`DataProvider` loads on first use and keeps the result; pickled (as
+an executor does to send the objective to its workers) it loads first and takes the arrays along,
+so a worker never reads the file again, however many trials it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tunelab.errors import SpecError
+from tunelab.nn.data import CLASSIFICATION, Preprocessing, load_dataset
+from tunelab.nn.splits import Splits, Splitter
+
+__all__ = ["DataProvider"]
+
+
+class DataProvider:
+    """Loads the data a spec's ``data`` section names, once, and cuts it with a splitter.
+
+    Args:
+        data: the spec's data section: ``source``, and optionally ``target``, ``task``,
+            ``base_dir``, ``shape`` (see :func:`~tunelab.nn.load_dataset`), ``scaling`` and
+            ``target_scaling`` (see :meth:`preprocessing`).
+        splitter: cuts the data set into a test split and folds, e.g. a
+            :class:`~tunelab.nn.HoldoutSplitter`.
+
+    Example:
+        >>> from tunelab.nn import HoldoutSplitter
+        >>> provider = DataProvider({"source": "iris"}, HoldoutSplitter(seed=0))
+        >>> provider.splits().dataset.task, len(provider.splits().folds)
+        ('classification', 1)
+    """
+
+    def __init__(self, data: Mapping[str, Any], splitter: Splitter) -> None:
+        self.data = data
+        self.splitter = splitter
+        self._splits: Splits | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        self.splits()  # the arrays travel with the provider: a worker never loads them again
+        return dict(self.__dict__)
+
+    def splits(self) -> Splits:
+        """The data set and its splits, loaded and cut on the first call.
+
+        Raises:
+            SpecError: on ``data.<field>`` for a source, target, task or shape that does not fit.
+        """
+        if self._splits is None:
+            dataset = load_dataset(
+                self.data["source"],
+                target=self.data.get("target"),
+                base_dir=self.data.get("base_dir"),
+                task=self.data.get("task"),
+                shape=self.data.get("shape"),
+            )
+            self._splits = self.splitter.split(dataset)
+        return self._splits
+
+    def preprocessing(self) -> Preprocessing:
+        """A new, unfitted :class:`~tunelab.nn.Preprocessing` as the data section asks: feature
+        ``scaling`` (default ``standard``) and, for a regression, ``target_scaling`` (default
+        ``standard``). Fit it on each training split alone.
+
+        Raises:
+            SpecError: on ``data.target_scaling`` given for a classification.
+        """
+        dataset = self.splits().dataset
+        target_scaling = self.data.get("target_scaling")
+        if dataset.task == CLASSIFICATION:
+            if target_scaling not in (None, "none"):
+                raise SpecError(
+                    "data.target_scaling",
+                    f"scales regression targets, but {dataset.name} is a classification; "
+                    "remove data.target_scaling",
+                )
+            target_scaling = "none"
+        return Preprocessing(
+            self.data.get("scaling", "standard"), dataset.shape, target_scaling or "standard"
+        )

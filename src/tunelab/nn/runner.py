@@ -1,0 +1,203 @@
+"""The training of one configuration: for a trial (reporting, stopping, pausing and resuming), for
+the replay of a trial's early stopping, and for the final model.
+
+A pause-and-resume scheduler pauses a trial at a report; the runner then saves the whole
+:class:`~tunelab.nn.Trainer` state in the trial's checkpoint and returns. When the trial is resumed
+(``trial.resumed_from`` set), possibly in another process, the runner builds the same trainer,
+loads the checkpoint and trains on from the next epoch, so the trial reports what it would have
+reported without the pause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import nn
+
+from tunelab.nn.callbacks import Callback, EarlyStopping, TrialReporter
+from tunelab.nn.data import CLASSIFICATION, Preprocessing, Split
+from tunelab.nn.factory import ModelFactory
+from tunelab.nn.provider import DataProvider
+from tunelab.nn.splits import Fold
+from tunelab.nn.train import TRAINING_DEFAULTS, Trainer, evaluate
+from tunelab.trial import Trial
+
+__all__ = ["TrialRunner"]
+
+
+class TrialRunner:
+    """Trains configurations on the provider's data with the factory's networks.
+
+    Args:
+        provider: the data: the data set's task and shape, and the preprocessing each training
+            split is fitted with.
+        factory: builds and initialises the network of a configuration.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        callbacks: more callbacks for each trial's training (not for the replay or the final
+            model); they must reset in ``on_train_begin``.
+
+    Example:
+        >>> from tunelab.nn import ConfigResolver, DataProvider, HoldoutSplitter, ModelFactory
+        >>> from tunelab.trial import Decision, Trial
+        >>> runner = TrialRunner(DataProvider({"source": "iris"}, HoldoutSplitter()),
+        ...                      ModelFactory("mlp"), device="cpu")
+        >>> config, given = ConfigResolver("mlp", {"epochs": 2}).resolve({})
+        >>> fold = runner.provider.splits().folds[0]
+        >>> trial = Trial(0, {}, 0, "/tmp/trial-0", lambda number, step, metrics: Decision.CONTINUE)
+        >>> sorted(runner.run(trial, config, given, fold))[:3]
+        ['lr', 'train_loss', 'val_accuracy']
+    """
+
+    def __init__(
+        self,
+        provider: DataProvider,
+        factory: ModelFactory,
+        device: str = "auto",
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
+        self.provider = provider
+        self.factory = factory
+        self.device = device
+        self.callbacks = callbacks
+
+    def run(
+        self, trial: Trial, config: Mapping[str, Any], params: Mapping[str, Any], fold: Fold
+    ) -> dict[str, float]:
+        """Train a trial on ``fold``, report every epoch, stop when the scheduler says so.
+
+        A pause saves the trainer's state with ``trial.save_checkpoint`` and returns; a trial
+        with ``resumed_from`` set loads it and goes on with the next epoch (or starts again from
+        the first when ``trial.load_checkpoint`` finds no usable checkpoint, which it records).
+
+        Args:
+            trial: the trial; its seed sets the weights, the batch order and dropout.
+            config: the whole configuration.
+            params: the values given (fixed and the trial's), which a builder of your own gets.
+            fold: the training and validation splits.
+
+        Returns:
+            The metrics of the best epoch when early stopping restores the best weights, else
+            of the last epoch (at a pause: of the epoch it paused after).
+        """
+
+        def fresh() -> tuple[Trainer, EarlyStopping | None]:
+            stopper = _early_stopping(config)
+            callbacks = [*self.callbacks, TrialReporter(trial, stop_on_pause=False)]
+            hooks = [stopper, *callbacks] if stopper is not None else callbacks
+            trainer, _ = self.trainer(config, params, trial.seed, fold.train, fold.val, hooks)
+            return trainer, stopper
+
+        trainer, stopper = fresh()
+        state = trial.load_checkpoint()
+        if state is not None:
+            try:
+                trainer.load_state_dict(state)
+            except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+                trial.restart(f"the checkpoint does not fit this training ({exc})")
+                trainer, stopper = fresh()
+        if not _train(trainer, trial):
+            return trainer.history[-1]
+        if stopper is not None and stopper.restore_best_weights and stopper.best_epoch_:
+            return trainer.history[stopper.best_epoch_ - 1]
+        return trainer.history[-1]
+
+    def epochs_kept(
+        self, config: Mapping[str, Any], params: Mapping[str, Any], seed: int, fold: Fold
+    ) -> int:
+        """How many epochs a trial with this configuration and seed kept: its best epoch when
+        early stopping restores the best weights, else the epoch it stopped at.
+
+        The trial is replayed on the same fold with the same seed, which gives the same epochs;
+        without ``patience`` in the configuration that is simply its ``epochs``.
+        """
+        stopper = _early_stopping(config)
+        if stopper is None:
+            return config["epochs"]
+        trainer, _ = self.trainer(config, params, seed, fold.train, fold.val, [stopper])
+        _train(trainer)
+        kept = stopper.best_epoch_ if stopper.restore_best_weights else len(trainer.history)
+        return kept or len(trainer.history)
+
+    def final(
+        self,
+        config: Mapping[str, Any],
+        params: Mapping[str, Any],
+        seed: int,
+        train: Split,
+        test: Split,
+    ) -> tuple[nn.Module, Preprocessing, dict[str, float]]:
+        """Train the chosen configuration on ``train`` for its ``epochs`` and score it on ``test``.
+
+        Returns:
+            The network, the preprocessing fitted on ``train``, and the ``test_*`` metrics.
+        """
+        trainer, prep = self.trainer(config, params, seed, train)
+        _train(trainer)
+        test_metrics = evaluate(
+            trainer.model,
+            prep.transform_split(test),
+            trainer.task,
+            trainer.device,
+            "test",
+            trainer.loss_fn,
+            _target_scaler(prep, trainer.task),
+        )
+        return trainer.model, prep, test_metrics
+
+    def trainer(
+        self,
+        config: Mapping[str, Any],
+        params: Mapping[str, Any],
+        seed: int,
+        train: Split,
+        val: Split | None = None,
+        callbacks: Sequence[Callback] = (),
+    ) -> tuple[Trainer, Preprocessing]:
+        """A :class:`~tunelab.nn.Trainer` for a configuration, before its first epoch.
+
+        The features (and regression targets) are scaled with ``train``'s statistics only; the
+        network is seeded with ``seed``, built and initialised by the factory.
+        """
+        dataset = self.provider.splits().dataset
+        prep = self.provider.preprocessing().fit(train)
+        model = self.factory.build(config, params, dataset.shape, dataset.n_outputs, seed)
+        trainer = Trainer(
+            model,
+            prep.transform_split(train),
+            None if val is None else prep.transform_split(val),
+            task=dataset.task,
+            callbacks=callbacks,
+            target_scaler=_target_scaler(prep, dataset.task),
+            seed=seed,
+            device=self.device,
+            **{name: config[name] for name in TRAINING_DEFAULTS},
+        )
+        return trainer, prep
+
+
+def _train(trainer: Trainer, trial: Trial | None = None) -> bool:
+    """Run ``trainer`` to its end and finish it; False when ``trial`` was paused on the way (its
+    checkpoint is then saved, and the training is not finished: it goes on when resumed)."""
+    while not trainer.done:
+        trainer.run_epoch()
+        if trial is not None and trial.should_pause():
+            trial.save_checkpoint(trainer.state_dict())
+            return False
+    trainer.finish()
+    return True
+
+
+def _early_stopping(config: Mapping[str, Any]) -> EarlyStopping | None:
+    if config["patience"] is None:
+        return None
+    return EarlyStopping(
+        config["monitor"],
+        config["patience"],
+        config["min_delta"],
+        restore_best_weights=config["restore_best_weights"],
+    )
+
+
+def _target_scaler(prep: Preprocessing, task: str) -> Any:
+    return None if task == CLASSIFICATION else prep.target_
