@@ -15,7 +15,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import random
+import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import SimpleNamespace
@@ -135,6 +138,21 @@ def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def _switch_to_wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, retried: when two connections switch a new file at the same
+    instant, SQLite answers one 'database is locked' at once instead of waiting (it would
+    deadlock), so the busy timeout does not help. Once the file is in WAL mode this is a read."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.001, 0.02))
+
+
 def _sqlite_engine(url: sa.URL) -> Engine:
     database = url.database
     in_memory = not database or database == ":memory:"
@@ -153,7 +171,7 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         )
         cursor = dbapi_connection.cursor()
         if not in_memory:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_S * 1000}")
         cursor.execute("PRAGMA foreign_keys=ON")
