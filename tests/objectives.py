@@ -60,3 +60,12 @@ def seed_and_dir(trial):
     trial.dir.mkdir(parents=True, exist_ok=True)
     (trial.dir / "note.txt").write_text(str(trial.seed))
     return float(trial.seed % 1000)
+
+
+def long_reporting(trial):
+    """Reports, then works for 30 s before its next report: a trial mid-epoch when its driver is
+    killed, which only a watch on the driver (not the next report) can end quickly."""
+    for step in range(3):
+        trial.report(step, value=float(step))
+        time.sleep(30)
+    return 0.0

@@ -196,6 +196,24 @@ BAD_SPECS = [
         lambda s: s.update(strategy="bayes", budget={}),
         r"budget: give trials and/or minutes, or a bayes search never ends",
     ),
+    # the trust issue's findings
+    (lambda s: s.update(name="../../x"), r"name: must be letters, digits, .* got '\.\./\.\./x'"),
+    (lambda s: s.update(name="/tmp/abs"), r"name: must be letters, digits"),
+    (lambda s: s.update(name="n" * 10000), r"name: must be .* \(10000 chars\)"),
+    (
+        lambda s: s["space"]["momentum"].update(when={"optimizer": "rmsprop"}),
+        r"space\.momentum\.when\.optimizer: optimizer can never be 'rmsprop'",
+    ),
+    (
+        lambda s: s.update(data={"path": "data.csv"}),
+        r"data\.path: unknown field; did you mean 'source'\?",
+    ),
+    (lambda s: s.update(storage="nonsense://x/y"), r"storage: 'nonsense://x/y' names a database"),
+    (lambda s: s.update(storage="not a url at all"), r"storage: cannot read 'not a url at all'"),
+    (
+        lambda s: s.update(data={"source": "tiny.csv", "target": "y"}),
+        r"data: the .* split would hold",
+    ),
 ]
 
 
@@ -205,6 +223,7 @@ def test_bad_spec_gets_one_clear_line_and_exit_2(tmp_path, change, message):
     import re
 
     (tmp_path / "data.csv").write_text("a,b,y\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n")
+    (tmp_path / "tiny.csv").write_text("a,b,y\n1,2,0\n3,4,1\n5,6,0\n")
     spec = copy.deepcopy(SPEC)
     change(spec)
     result = tunelab("run", str(write_spec(tmp_path, spec)), cwd=tmp_path)
@@ -217,8 +236,12 @@ def test_bad_spec_gets_one_clear_line_and_exit_2(tmp_path, change, message):
 
 
 def test_unknown_study_is_a_clear_error(tmp_path):
+    from tunelab import Study
+
+    Study("other", storage=f"sqlite:///{tmp_path}/x.db", seed=0)
     result = tunelab("status", "nope", "--storage", f"sqlite:///{tmp_path}/x.db", cwd=tmp_path)
     assert result.returncode == 2 and "no study named 'nope'" in result.stderr
+    assert "known studies: other" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -237,3 +260,118 @@ def test_status_and_trials_show_paused_trials_and_their_warnings(tmp_path):
     )
     assert [(r["state"], r["last_step"]) for r in rows] == [("PAUSED", 2)] * 3
     assert "without a checkpoint" in rows[0]["warnings"][0]
+
+
+def one_line_exit_2(result):
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", r"spec\.yaml is empty; a spec needs name, data, metric, space and budget"),
+        ("name: [x\nmetric: 1\n", r"spec\.yaml is not valid YAML at line 2, column \d+: "),
+    ],
+)
+def test_an_empty_or_broken_yaml_file_is_one_line(tmp_path, text, message):
+    import re
+
+    (tmp_path / "spec.yaml").write_text(text)
+    line = one_line_exit_2(tunelab("run", "spec.yaml", cwd=tmp_path))
+    assert re.search(message, line), line
+
+
+@pytest.mark.parametrize("workers", ["0", "-1"])
+def test_a_bad_workers_option_is_one_line_before_anything_is_stored(tmp_path, workers):
+    spec = write_spec(tmp_path)
+    line = one_line_exit_2(tunelab("run", str(spec), f"--workers={workers}", cwd=tmp_path))
+    assert f"--workers: must be >= 1, got {workers}" in line
+    assert not (tmp_path / "tunelab.db").exists()
+
+
+def test_more_workers_than_cores_are_capped_with_one_warning(tmp_path):
+    import logging
+
+    from tunelab.executors import ProcessExecutor, executor_for
+    from tunelab.executors.processes import available_cores
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("tunelab").addHandler(handler)
+    try:
+        executor = executor_for(1000)
+    finally:
+        logging.getLogger("tunelab").removeHandler(handler)
+    cores = available_cores()
+    assert executor.get_params()["n_workers"] == cores if cores > 1 else True
+    assert isinstance(executor, ProcessExecutor) or cores == 1
+    assert len(records) == 1 and "1000 asked for" in records[0].getMessage()
+
+
+@pytest.mark.parametrize("command", [["status", "s"], ["trials", "s"], ["best", "s"], ["studies"]])
+def test_read_commands_create_no_database_and_no_folder(tmp_path, command):
+    line = one_line_exit_2(tunelab(*command, cwd=tmp_path))
+    assert f"no database at {tmp_path / 'tunelab.db'}" in line
+    nested = f"sqlite:///{tmp_path}/not/there/t.db"
+    one_line_exit_2(tunelab(*command, "--storage", nested, cwd=tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_of_a_missing_database_creates_nothing(tmp_path):
+    line = one_line_exit_2(tunelab("resume", "s", cwd=tmp_path))
+    assert "no database at" in line and list(tmp_path.iterdir()) == []
+
+
+def storage_cases(tmp_path):
+    (tmp_path / "corrupt.db").write_bytes(b"this is not a database, just words " * 40)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    from tunelab import Study
+
+    Study("s", storage=f"sqlite:///{tmp_path}/ok.db", seed=0)
+    return [
+        ("sqlite:///corrupt.db", r"corrupt\.db is not a SQLite database, or it is damaged"),
+        ("sqlite:///afile/sub/t.db", r"afile is a file, not a folder"),
+        ("sqlite:///adir", r"adir is a folder, not a database file"),
+        ("nosuchdb://x", r"names a database tunelab cannot reach \('nosuchdb'\)"),
+        ("mysql://u@localhost/db", r"needs the Python driver 'MySQLdb', which is not installed"),
+        ("sqlite:///file:ok.db?mode=ro&uri=true", r"ok\.db is read-only"),
+    ]
+
+
+def test_storage_failures_are_one_line_naming_the_database(tmp_path):
+    import re
+
+    for url, message in storage_cases(tmp_path):
+        spec = write_spec(tmp_path, storage=url)
+        line = one_line_exit_2(tunelab("run", str(spec), cwd=tmp_path))
+        assert re.search(message, line), (url, line)
+    made = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("ok.db-"))
+    assert made == [
+        "adir",
+        "afile",
+        "corrupt.db",
+        "ok.db",
+        "spec.yaml",
+    ], "a failed open created something"
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_how_to_resume_this_study(tmp_path):
+    spec = write_spec(tmp_path, budget={"trials": 30}, fixed={**SPEC["fixed"], "epochs": 15})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunelab.cli", "run", str(spec)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for_complete_trials(tmp_path / "tunelab.db", at_least=1, proc=proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert stderr.strip().splitlines()[-1].endswith("Continue with: tunelab resume iris-mlp")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tests import objectives
 from tunelab import Float, Study, TrialState
+from tunelab.executors import ProcessExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +59,10 @@ def test_four_independent_processes_share_one_study_exactly(tmp_path):
 def test_four_worker_processes_in_one_study(tmp_path):
     url = f"sqlite:///{tmp_path}/w.db"
     study = Study("w", storage=url, direction="minimize", seed=0)
-    study.optimize(objectives.quadratic, {"x": Float(-5, 5)}, trials=200, workers=4)
+    executor = ProcessExecutor(
+        n_workers=4
+    )  # more than the cores: an explicit executor is not capped
+    study.optimize(objectives.quadratic, {"x": Float(-5, 5)}, trials=200, executor=executor)
     trials = study.trials
     assert [t.number for t in trials] == list(range(200))
     assert all(t.state is TrialState.COMPLETE for t in trials)

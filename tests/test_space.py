@@ -139,3 +139,29 @@ def test_validate_checks_manual_configs():
         space.validate({"opt": "sgd", "m": 2})
     with pytest.raises(SpaceError, match=r"configs\.lr: is not a parameter"):
         space.validate({"opt": "adam", "lr": 0.1})
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        (
+            {"optimizer": "rmsprop"},
+            r"optimizer can never be 'rmsprop' \(optimizer takes the choices",
+        ),
+        (
+            {"optimizer": ["rmsprop", "nadam"]},
+            r"optimizer can never be any of \['rmsprop', 'nadam'\]",
+        ),
+        ({"layers": {"ge": 5}}, r"layers can never be ge 5 \(layers takes the integers \[1, 3\]\)"),
+        ({"layers": 7}, r"layers can never be 7"),
+    ],
+)
+def test_a_condition_no_value_can_meet_is_refused(when, message):
+    with pytest.raises(SpaceError, match=rf"space\.momentum\.when\.\w+: {message}"):
+        Space(
+            {
+                "optimizer": Categorical(["sgd", "adam"]),
+                "layers": Int(1, 3),
+                "momentum": Float(0.0, 0.9, when=when),
+            }
+        )

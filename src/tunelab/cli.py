@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tunelab.errors import TunelabError
+from tunelab.errors import SpecError, TunelabError
 from tunelab.readers import best_summary, best_trial, state_counts, trial_rows
 from tunelab.storage import DEFAULT_STORAGE, get_storage
 from tunelab.trial import FrozenTrial, TrialState
@@ -60,6 +60,8 @@ def run(
 
     loaded = load_spec(spec)
     if workers is not None:
+        if workers < 1:
+            raise SpecError("--workers", f"must be >= 1, got {workers}; give 1 or more")
         loaded = loaded.model_copy(update={"workers": workers})
     _run(Experiment.from_spec(loaded, storage))
 
@@ -76,7 +78,7 @@ def resume(name: str, storage: StorageOption = None) -> None:
 @app.command()
 def status(name: str, storage: StorageOption = None) -> None:
     """Counts by state (paused trials included), the best trial so far, and the final result."""
-    store = get_storage(storage or DEFAULT_STORAGE)
+    store = get_storage(storage or DEFAULT_STORAGE, create=False)
     record = store.get_study(name)
     trials = store.get_trials(record.id)
     counts = state_counts(trials)
@@ -98,7 +100,7 @@ def trials(
     format: Annotated[Format, typer.Option("--format", help="table, csv or json.")] = Format.table,
 ) -> None:
     """Every trial: number, state, value, params, duration, error."""
-    store = get_storage(storage or DEFAULT_STORAGE)
+    store = get_storage(storage or DEFAULT_STORAGE, create=False)
     record = store.get_study(name)
     rows = trial_rows(store.get_trials(record.id))
     if format is Format.json:
@@ -116,7 +118,7 @@ def best(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The best config, its validation value, and its test scores after retraining."""
-    store = get_storage(storage or DEFAULT_STORAGE)
+    store = get_storage(storage or DEFAULT_STORAGE, create=False)
     record = store.get_study(name)
     result = record.attrs.get("result")
     if result is None:
@@ -133,12 +135,24 @@ def best(
 @app.command()
 def studies(storage: StorageOption = None) -> None:
     """The studies in a storage."""
-    for record in get_storage(storage or DEFAULT_STORAGE).list_studies():
+    for record in get_storage(storage or DEFAULT_STORAGE, create=False).list_studies():
         out.print(f"{record.name}  ({record.direction} {record.metric})")
 
 
 # Helpers -------------------------------------------------------------------------------------------
 def _run(experiment: Any) -> None:
+    """Search with live progress, then retrain and test; Ctrl-C says how to continue."""
+    try:
+        _search_and_finalize(experiment)
+    except KeyboardInterrupt:  # typer would turn it into a silent exit 130
+        err.print(
+            "interrupted; finished trials are saved. Continue with: "
+            f"tunelab resume {experiment.study.name}"
+        )
+        raise typer.Exit(130) from None
+
+
+def _search_and_finalize(experiment: Any) -> None:
     study, budget = experiment.study, experiment.spec.budget
     done = sum(t.state.is_finished() for t in study.trials)
     columns = [
@@ -230,9 +244,6 @@ def main() -> None:
     except TunelabError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        err.print("interrupted; finished trials are saved. Continue with: tunelab resume NAME")
-        sys.exit(130)
 
 
 if __name__ == "__main__":

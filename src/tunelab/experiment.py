@@ -108,7 +108,7 @@ class Experiment:
         previous = self.study.attrs.get("result")
         if previous and previous.get("trial") == best.number:
             return previous
-        out_dir = self.study.artifacts_dir / self.study.name / "best"
+        out_dir = self.study.study_dir / "best"
         final = self.objective.final_fit(best.params, seed=best.seed, out_dir=out_dir)
         result = {
             **best_summary(self.study.name, self.study.metric, best),
@@ -122,7 +122,7 @@ class Experiment:
 
 def open_experiment(name: str, storage: str | Storage | None = None) -> Experiment:
     """The experiment behind a stored study, rebuilt from the spec saved with it (for resume)."""
-    store = get_storage(storage)
+    store = get_storage(storage, create=False)
     record = store.get_study(name)
     if not record.spec:
         raise StorageError(

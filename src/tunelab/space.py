@@ -63,6 +63,40 @@ def _parse_when(name: str, when: Mapping[str, Any] | None) -> tuple[Condition, .
     return tuple(conditions)
 
 
+def _can_hold(parent: Param, cond: Condition) -> bool:
+    """Whether some value of ``parent`` meets ``cond`` (a condition that never holds would leave
+    its parameter out of every trial, silently)."""
+    if isinstance(parent, Categorical) or parent.values is not None:
+        listed = parent.choices if isinstance(parent, Categorical) else parent.values
+        return any(_holds(cond, value) for value in listed)
+    low, high = parent.low, parent.high
+    wanted = cond.value if cond.op == "in" else (cond.value,)
+    if cond.op in ("eq", "in"):
+        return any(isinstance(v, int | float) and low <= v <= high for v in wanted)
+    return {
+        "ne": not (low == high == cond.value),
+        "lt": low < cond.value,
+        "le": low <= cond.value,
+        "gt": high > cond.value,
+        "ge": high >= cond.value,
+    }[cond.op]
+
+
+def _holds(cond: Condition, value: Any) -> bool:
+    try:
+        return bool(_OPERATORS[cond.op](value, cond.value))
+    except TypeError:  # "adam" < 3: never
+        return False
+
+
+def _describe_condition(cond: Condition) -> str:
+    if cond.op == "eq":
+        return repr(cond.value)
+    if cond.op == "in":
+        return f"any of {list(cond.value)}"
+    return f"{cond.op} {cond.value!r}"
+
+
 @dataclass(frozen=True)
 class Param:
     """Base of the parameter types. ``name`` is filled in by :class:`Space`."""
@@ -306,6 +340,13 @@ class Space(Mapping[str, Param]):
                         f"space.{name}.when",
                         f"refers to {cond.param!r}, which is not a parameter of the space; "
                         f"known: {', '.join(params)}",
+                    )
+                if not _can_hold(params[cond.param], cond):
+                    raise SpaceError(
+                        f"space.{name}.when.{cond.param}",
+                        f"{cond.param} can never be {_describe_condition(cond)} "
+                        f"({cond.param} takes {_describe(params[cond.param])}), so {name} would never be "
+                        f"tuned; use a value {cond.param} can take",
                     )
         # Keep the user's order, except that a parent always comes before its children.
         ordered: dict[str, Param] = {}

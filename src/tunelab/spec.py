@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tunelab._names import check_study_name
 from tunelab.errors import SpecError
 from tunelab.space import Categorical, Float, Int, Param, Space
 
@@ -134,10 +135,20 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     path = Path(path)
     if not path.is_file():
         raise SpecError("", f"spec file {str(path)!r} not found")
+    text = path.read_text()
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SpecError("", f"{path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "cannot be read"
+        raise SpecError("", f"{path} is not valid YAML{where}: {problem}") from None
+    if raw is None:
+        raise SpecError(
+            "",
+            f"{path} is empty; a spec needs name, data, metric, space and budget "
+            "(see examples/digits.yaml)",
+        )
     return parse_spec(raw, base_dir=path.resolve().parent)
 
 
@@ -149,6 +160,7 @@ def parse_spec(raw: Any, base_dir: str | Path | None = None) -> ExperimentSpec:
         spec = ExperimentSpec.model_validate(raw)
     except ValidationError as exc:
         raise _spec_error(exc) from None
+    check_study_name(spec.name)
     if base_dir is not None:
         spec = _anchor_paths(spec, Path(base_dir))
     space = spec.build_space()
@@ -187,7 +199,8 @@ def _anchor_paths(spec: ExperimentSpec, base_dir: Path) -> ExperimentSpec:
 
 def _spec_error(exc: ValidationError) -> SpecError:
     """The first pydantic error as one readable line, with the field path and a fix."""
-    error = exc.errors()[0]
+    # a misspelt field also makes the real one missing: name the misspelling, it has the hint
+    error = min(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     loc = [str(part) for part in error["loc"] if part not in ("float", "int", "categorical")]
     field, kind = ".".join(loc), error["type"]
     if kind == "extra_forbidden":
@@ -197,14 +210,34 @@ def _spec_error(exc: ValidationError) -> SpecError:
     elif kind in ("union_tag_invalid", "union_tag_not_found"):
         message = "needs type: float, int or categorical"
     elif kind == "literal_error":
-        message = f"{error['msg'].lower()}, got {error['input']!r}"
+        message = f"{error['msg'].lower()}, got {_short(error['input'])}"
     else:
-        message = f"{error['msg'][0].lower()}{error['msg'][1:]}, got {error['input']!r}"
+        message = f"{error['msg'][0].lower()}{error['msg'][1:]}, got {_short(error['input'])}"
     more = len(exc.errors()) - 1
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
     return SpecError(field, message)
 
+
+def _short(value: Any) -> str:
+    """A bad value as the error line shows it: whole when short, cut when long."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+
+
+#: Names other tools use for a field, pointed to ours (difflib finds typos, not synonyms).
+_SYNONYMS = {
+    "path": "source",
+    "file": "source",
+    "dataset": "source",
+    "target_column": "target",
+    "label": "target",
+    "n_trials": "trials",
+    "max_trials": "trials",
+    "sampler": "strategy",
+    "pruner": "scheduler",
+    "search_space": "space",
+}
 
 _PARAM_MODELS = {"float": FloatParam, "int": IntParam, "categorical": CategoricalParam}
 
@@ -222,5 +255,8 @@ def _did_you_mean(loc: tuple) -> str:
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             model = field.annotation
     allowed = [name for name in model.model_fields if name != "type" or model is ExperimentSpec]
+    known = _SYNONYMS.get(str(loc[-1]))
+    if known in allowed:
+        return f"; did you mean {known!r}?"
     close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
     return f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(allowed)}"

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from tunelab._names import check_study_name
 from tunelab._params import clone
 from tunelab.clock import Clock, RealClock
 from tunelab.errors import SpecError, StorageError, TunelabError
@@ -28,7 +29,7 @@ from tunelab.readers import best_trial
 from tunelab.schedulers import Scheduler, StudyView, make_scheduler
 from tunelab.space import Space
 from tunelab.storage import Storage, StudyRecord, TrialStateError, get_storage
-from tunelab.storage.base import TrialNumberTaken
+from tunelab.storage.base import StudyNameTaken, TrialNumberTaken
 from tunelab.strategies import Strategy, make_strategy
 from tunelab.trial import Decision, FrozenTrial, TrialState
 
@@ -112,10 +113,11 @@ class Study:
         try:
             record = self.storage.get_study(name)
         except StorageError:
+            check_study_name(name)  # it becomes a folder name: checked before anything is stored
             chosen = seed if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
             try:
                 return self.storage.create_study(name, direction, metric, spec, {"seed": chosen})
-            except StorageError:  # another process created it in between
+            except StudyNameTaken:  # another process created it in between
                 record = self.storage.get_study(name)
         if (record.direction, record.metric) != (direction, metric):
             raise SpecError(
@@ -212,7 +214,20 @@ class Study:
         self.storage.set_study_attr(self.id, key, value)
 
     def trial_dir(self, number: int) -> Path:
-        return self.artifacts_dir / self.name / f"trial_{number:05d}"
+        return self.study_dir / f"trial_{number:05d}"
+
+    @property
+    def study_dir(self) -> Path:
+        """Where this study's artifacts go; never outside ``artifacts_dir``, whatever the name
+        of a study an older release (or another tool) stored."""
+        root = self.artifacts_dir.resolve()
+        folder = (root / self.name).resolve()
+        if folder.parent != root:
+            raise StorageError(
+                f"study {self.name!r} cannot have an artifact folder: its name is not a plain "
+                "folder name; copy it to a new study name with letters, digits, '.', '_', '-'"
+            )
+        return folder
 
 
 def _default_artifacts(storage: Storage) -> Path:

@@ -51,3 +51,59 @@ def test_threads_per_worker_split_the_cores():
     executor = ProcessExecutor(n_workers=2)
     assert executor._threads() == max(1, available_cores() // 2)
     assert ProcessExecutor(n_workers=2, threads_per_worker=3)._threads() == 3
+
+
+DRIVER = """
+import sys
+from tests import objectives
+from tunelab import Float, Study
+study = Study("d", storage=sys.argv[1], seed=0)
+study.optimize(objectives.long_reporting, {"x": Float(0, 1)}, trials=4, workers=2)
+"""
+
+
+def _children(pid):
+    import subprocess
+
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in found.split()]
+
+
+def _alive(pid):
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is dead, just not reaped
+        return stat.read().split()[2] != "Z"
+
+
+def test_workers_of_a_dead_driver_exit_within_a_second_and_print_nothing(url):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, url], env=env, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while len(workers := [p for p in _children(driver.pid) if _alive(p)]) < 2:
+        assert time.monotonic() < deadline, "the workers never started"
+        time.sleep(0.1)
+    while not Study("d", storage=url).trials or not Study("d", storage=url).trials[0].intermediate:
+        assert time.monotonic() < deadline, "no trial reported"
+        time.sleep(0.1)
+    driver.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    while any(_alive(p) for p in workers) and time.monotonic() - killed < 5:
+        time.sleep(0.02)
+    exited_after = time.monotonic() - killed
+    assert exited_after < 1.0, f"workers lived {exited_after:.1f} s after their driver"
+    assert driver.stderr.read() == "", "a worker printed into the user's terminal"

@@ -264,9 +264,9 @@ def test_splits_are_deterministic_given_the_seed():
 
 
 def test_split_falls_back_when_a_class_is_too_small_to_stratify():
-    ds = labelled_dataset({0: 30, 1: 19, 2: 1})
+    ds = labelled_dataset({0: 60, 1: 39, 2: 1})
     train, val, test = split_dataset(ds, test_size=0.2, holdout=0.2, seed=0)
-    assert (len(train.y), len(val.y), len(test.y)) == (32, 8, 10)
+    assert (len(train.y), len(val.y), len(test.y)) == (64, 16, 20)
 
 
 def test_regression_splits_are_not_stratified_but_sized():

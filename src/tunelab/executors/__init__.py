@@ -3,13 +3,14 @@ one from its spec name, like the strategy and scheduler registries."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from tunelab._params import build
 from tunelab.errors import SpecError
 from tunelab.executors.base import Executor, TrialOutcome, TrialTask, run_trial
 from tunelab.executors.inline import InlineExecutor
-from tunelab.executors.processes import ProcessExecutor
+from tunelab.executors.processes import ProcessExecutor, available_cores
 
 __all__ = [
     "EXECUTORS",
@@ -22,6 +23,8 @@ __all__ = [
     "make_executor",
     "run_trial",
 ]
+
+logger = logging.getLogger("tunelab")
 
 EXECUTORS: dict[str, type[Executor]] = {"inline": InlineExecutor, "processes": ProcessExecutor}
 
@@ -38,7 +41,19 @@ def make_executor(name: str | Executor, **options: Any) -> Executor:
 
 
 def executor_for(workers: int = 1) -> Executor:
-    """In-process for one worker, local processes for more."""
+    """In-process for one worker, local processes for more, at most one per core: more would only
+    slow every trial down (say so once; an explicit ``ProcessExecutor(n)`` is not capped)."""
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise SpecError("workers", f"must be a positive integer, got {workers!r}")
+    cores = available_cores()
+    if workers > cores:
+        logger.warning(
+            "workers: %d asked for, this machine has %d cores; running %d (to run more anyway, "
+            "use executor: {name: processes, n_workers: %d})",
+            workers,
+            cores,
+            cores,
+            workers,
+        )
+        workers = cores
     return InlineExecutor() if workers == 1 else ProcessExecutor(workers)

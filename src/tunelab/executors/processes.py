@@ -13,6 +13,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ __all__ = ["ProcessExecutor"]
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _KILL_GRACE_S = 5.0
+_PARENT_CHECK_S = 0.2
 
 
 def available_cores() -> int:
@@ -210,25 +212,45 @@ def _death_reason(exitcode: int | None) -> str:
 
 
 def _worker_main(conn: Connection, payload: bytes, threads: int) -> None:
-    """A worker's loop: run each task it is sent, relaying reports to the driver."""
+    """A worker's loop: run each task it is sent, relaying reports to the driver.
+
+    A worker whose driver is gone has no one to report to: it exits at once and silently, from
+    the watchdog (within a fraction of a second, even mid-epoch) or at its next message."""
     for name in _THREAD_VARIABLES:
         os.environ[name] = str(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
     objective = pickle.loads(payload)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
 
+    def send(message: tuple) -> None:
+        try:
+            conn.send(message)
+        except OSError:  # BrokenPipeError, ConnectionResetError: the driver is gone
+            os._exit(0)
+
     def report(number: int, step: int, metrics: dict[str, float]):
-        conn.send(("report", number, step, metrics))
-        _, decision = conn.recv()
+        send(("report", number, step, metrics))
+        try:
+            _, decision = conn.recv()
+        except (EOFError, OSError):
+            os._exit(0)
         return decision
 
     while True:
         try:
             message = conn.recv()
-        except EOFError:  # the driver is gone
+        except (EOFError, OSError):  # the driver is gone
             return
         if message[0] == "stop":
             return
-        conn.send(("started",))
-        conn.send(("done", run_trial(objective, message[1], report)))
+        send(("started",))
+        send(("done", run_trial(objective, message[1], report)))
+
+
+def _exit_with(parent: int) -> None:
+    """Watch the driver; when it dies (this process is handed to another parent), exit."""
+    while os.getppid() == parent:
+        time.sleep(_PARENT_CHECK_S)
+    os._exit(0)

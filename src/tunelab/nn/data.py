@@ -54,6 +54,10 @@ TASKS = (CLASSIFICATION, REGRESSION)
 #: Feature (and regression target) scalings; each is fitted on the training split only.
 SCALINGS = ("standard", "minmax", "none")
 
+#: Each of the training, validation and test splits needs at least this many rows: a score from
+#: fewer (a 3-row CSV once reported a test accuracy of 1.0 from one row) means nothing.
+MIN_SPLIT_ROWS = 10
+
 # Targets with more distinct values than this are taken for a regression when the task is not given.
 MAX_INFERRED_CLASSES = 50
 
@@ -176,6 +180,14 @@ def split_dataset(
     everything = np.arange(len(ds.y))
     rest, test = _split_indices("data.test_size", everything, ds.y, test_size, seed, stratify)
     train, val = _split_indices("data.holdout", rest, ds.y, holdout, seed, stratify)
+    for name, rows in (("training", train), ("validation", val), ("test", test)):
+        if len(rows) < MIN_SPLIT_ROWS:
+            raise SpecError(
+                "data",
+                f"the {name} split would hold {len(rows)} rows ({len(everything)} in all, "
+                f"test_size {test_size}, holdout {holdout}); a score from fewer than "
+                f"{MIN_SPLIT_ROWS} rows means nothing: use more data, or larger fractions",
+            )
     return _take(ds, train), _take(ds, val), _take(ds, test)
 
 

@@ -28,9 +28,12 @@ __all__ = [
 DEFAULT_STORAGE = "sqlite:///tunelab.db"
 
 
-def get_storage(storage: str | Storage | None = None, clock: Clock | None = None) -> Storage:
+def get_storage(
+    storage: str | Storage | None = None, clock: Clock | None = None, create: bool = True
+) -> Storage:
     """A storage from a database URL (``sqlite:///tunelab.db``, ``postgresql+psycopg://...``);
-    its timestamps follow ``clock`` (the real one by default)."""
+    its timestamps follow ``clock`` (the real one by default). With ``create=False`` (what read
+    commands use) a missing database is an error instead of a new empty one."""
     if isinstance(storage, Storage):
         return storage
-    return SQLStorage(storage or DEFAULT_STORAGE, clock)
+    return SQLStorage(storage or DEFAULT_STORAGE, clock, create)

@@ -23,6 +23,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "TRANSITIONS",
     "Storage",
+    "StudyNameTaken",
     "StudyRecord",
     "TrialNumberTaken",
     "TrialStateError",
@@ -45,6 +46,10 @@ TRANSITIONS: Mapping[TrialState, frozenset[TrialState]] = {
     _P: frozenset({_R, TrialState.PRUNED}),
     **{state: frozenset() for state in _DONE},
 }
+
+
+class StudyNameTaken(StorageError):
+    """A study of that name exists already (another process may have created it first)."""
 
 
 class TrialNumberTaken(StorageError):

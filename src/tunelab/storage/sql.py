@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, IntegrityError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from tunelab.clock import Clock, RealClock
@@ -36,6 +36,7 @@ from tunelab.storage.base import (
     SCHEMA_VERSION,
     TRANSITIONS,
     Storage,
+    StudyNameTaken,
     StudyRecord,
     TrialNumberTaken,
     TrialStateError,
@@ -153,7 +154,35 @@ def _switch_to_wal(cursor: Any) -> None:
             time.sleep(random.uniform(0.001, 0.02))
 
 
-def _sqlite_engine(url: sa.URL) -> Engine:
+def _sqlite_file(database: str, create: bool) -> None:
+    """Check (and with ``create``, prepare) the place of a SQLite file, naming what is wrong."""
+    path = Path(database).expanduser()
+    if path.is_dir():
+        raise StorageError(
+            f"storage: {path} is a folder, not a database file; give a file such as "
+            f"sqlite:///{path / 'tunelab.db'}"
+        )
+    if not create:
+        if not path.is_file():
+            raise StorageError(
+                f"storage: no database at {path.resolve()}; run a study there first "
+                "(tunelab run SPEC), or point --storage at the database that holds it"
+            )
+        return
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise StorageError(
+            f"storage: cannot put a database at {path}: {blocker} is a file, not a folder"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"storage: cannot make the folder {path.parent}: {exc.strerror}"
+        ) from None
+
+
+def _sqlite_engine(url: sa.URL, create: bool) -> Engine:
     database = url.database
     in_memory = not database or database == ":memory:"
     if in_memory:  # one connection shared by the process's threads (SQLStorage serialises them)
@@ -161,7 +190,7 @@ def _sqlite_engine(url: sa.URL) -> Engine:
             url, poolclass=StaticPool, connect_args={"check_same_thread": False}
         )
     else:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _sqlite_file(database, create)
         engine = sa.create_engine(url, connect_args={"timeout": _BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")
@@ -185,6 +214,43 @@ def _sqlite_engine(url: sa.URL) -> Engine:
     return engine
 
 
+def _engine(parsed: sa.URL, url: str, create: bool) -> Engine:
+    """The engine for a URL; an unknown kind of database or a missing driver is one line."""
+    backend = parsed.get_backend_name()
+    try:
+        if backend == "sqlite":
+            return _sqlite_engine(parsed, create)
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    except NoSuchModuleError:
+        raise StorageError(
+            f"storage: {url!r} names a database tunelab cannot reach ({parsed.drivername!r}); "
+            "use sqlite:///path/to/file.db or postgresql+psycopg://user@host/db"
+        ) from None
+    except ModuleNotFoundError as exc:
+        raise StorageError(
+            f"storage: {url!r} needs the Python driver {exc.name!r}, which is not installed; "
+            "for PostgreSQL use postgresql+psycopg://... and pip install 'tunelab[postgres]'"
+        ) from None
+
+
+def _database_error(url: str, exc: sa.exc.DBAPIError) -> StorageError:
+    """A database's complaint as one line that names the database and, where known, the fix."""
+    text = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    where = sa.make_url(url).database or url
+    if "file is not a database" in text or "malformed" in text:
+        return StorageError(
+            f"storage: {where} is not a SQLite database, or it is damaged; point --storage at "
+            "another file (sqlite3's .recover command may save what it holds)"
+        )
+    if "readonly" in text or "read-only" in text:
+        return StorageError(
+            f"storage: {where} is read-only; make the file and its folder writable, or copy it"
+        )
+    if "unable to open database file" in text:
+        return StorageError(f"storage: cannot open {where}; check that its folder is writable")
+    return StorageError(f"storage: {sa.make_url(url).render_as_string()} failed: {text}")
+
+
 class SQLStorage(Storage):
     """Storage in any database SQLAlchemy reaches; tables are prefixed ``tunelab_``.
 
@@ -194,21 +260,19 @@ class SQLStorage(Storage):
         'demo'
     """
 
-    def __init__(self, url: str, clock: Clock | None = None) -> None:
+    def __init__(self, url: str, clock: Clock | None = None, create: bool = True) -> None:
         try:
             parsed = sa.make_url(url)
-        except ArgumentError as exc:
+        except ArgumentError:
             raise StorageError(
                 f"storage: cannot read {url!r} as a database URL; use e.g. sqlite:///tunelab.db "
                 "or postgresql+psycopg://user@host/db"
-            ) from exc
+            ) from None
         self.url = url
         self.clock = clock or RealClock()
+        self.create = create
         self._lock = threading.RLock()  # the heartbeat thread shares this object with the driver
-        if parsed.get_backend_name() == "sqlite":
-            self._engine = _sqlite_engine(parsed)
-        else:
-            self._engine = sa.create_engine(parsed, pool_pre_ping=True)
+        self._engine = _engine(parsed, url, create)
         self._conn: sa.Connection | None = None
         with self._begin() as conn:  # serialised, so concurrent first runs do not race
             self._prepare_schema(conn)
@@ -221,6 +285,8 @@ class SQLStorage(Storage):
         if conn.dialect.name == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
         existing = set(sa.inspect(conn).get_table_names())
+        if not self.create and studies.name not in existing:
+            raise StorageError(f"storage: {self.url} holds no tunelab studies")
         metadata.create_all(conn)
         found = conn.execute(sa.select(version.c.version)).scalar()
         if found is None:  # a new database, or one from before versions were stored
@@ -245,20 +311,25 @@ class SQLStorage(Storage):
         costs a third of a small transaction); the lock serialises the threads sharing it.
         """
         with self._lock:
-            if self._conn is None or self._conn.invalidated:
-                self._conn = self._engine.connect()
-            self._conn.execution_options(tunelab_read_only=read_only)
-            with self._conn.begin():
-                yield self._conn
+            try:
+                if self._conn is None or self._conn.invalidated:
+                    self._conn = self._engine.connect()
+                self._conn.execution_options(tunelab_read_only=read_only)
+                with self._conn.begin():
+                    yield self._conn
+            except sa.exc.IntegrityError:
+                raise  # a constraint did its job (a taken name or number): the caller decides
+            except sa.exc.DBAPIError as exc:
+                raise _database_error(self.url, exc) from exc
 
     def __repr__(self) -> str:
         return f"SQLStorage({self.url!r})"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "clock": self.clock}
+        return {"url": self.url, "clock": self.clock, "create": self.create}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["url"], state["clock"])
+        self.__init__(state["url"], state["clock"], state["create"])
 
     def close(self) -> None:
         with self._lock:
@@ -290,7 +361,7 @@ class SQLStorage(Storage):
                     )
                 )
         except IntegrityError as exc:
-            raise StorageError(f"a study named {name!r} already exists in {self.url}") from exc
+            raise StudyNameTaken(f"a study named {name!r} already exists in {self.url}") from exc
         return self.get_study(name)
 
     def get_study(self, name: str) -> StudyRecord:

@@ -37,6 +37,12 @@ def warning(trial):
     return 1.0
 
 
+def hanging(trial):
+    """Never reports: only a time limit enforced from outside the trial's own code stops it."""
+    time.sleep(60)
+    return 0.0
+
+
 def slow_reporter(trial):
     """Reports every 50 ms for 10 s: a time limit must stop it."""
     for step in range(200):
@@ -132,6 +138,14 @@ class ExecutorContract:
     def test_a_trial_past_its_time_limit_fails(self, executor, tmp_path):
         (outcome,) = self.run_all(executor, slow_reporter, [self.task(0, tmp_path, 0.5)])
         assert outcome.state is TrialState.FAILED and outcome.error.startswith("timed out")
+
+    def test_a_trial_that_hangs_between_reports_is_stopped_by_its_time_limit(
+        self, executor, tmp_path
+    ):
+        start = time.monotonic()
+        (outcome,) = self.run_all(executor, hanging, [self.task(0, tmp_path, 0.5)])
+        assert outcome.state is TrialState.FAILED and outcome.error.startswith("timed out")
+        assert time.monotonic() - start < 30, "stopped long before the trial would have ended"
 
     def test_params_round_trip(self, executor):
         assert type(executor)(**executor.get_params()).get_params() == executor.get_params()
