@@ -36,7 +36,7 @@ class Residual(nn.Module):
 
 def build_model(params: dict, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
     """The model of one trial. Must live at module level: worker processes import it by name,
-    and the saved model records where to find it (this file) for ``load_model``."""
+    and ``load_model(folder, builder=build_model)`` rebuilds the saved model with it."""
     width = params["width"]
     return nn.Sequential(
         nn.Flatten(),
@@ -87,7 +87,7 @@ def main() -> None:
     result = objective.final_fit(best.params, seed=best.seed, out_dir=out_dir)
     print(f"test_accuracy {result['test_metrics']['test_accuracy']:.4f} (retrained, {out_dir})")
 
-    model, preprocessing, meta = load_model(out_dir)  # rebuilt from this file's build_model
+    model, preprocessing, meta = load_model(out_dir, builder=build_model)
     print(f"reloaded {meta['model']} with {sum(p.numel() for p in model.parameters())} weights")
 
 

@@ -24,3 +24,27 @@ def test_the_spec_names_its_executor_with_options(tmp_path):
 def test_without_an_executor_section_workers_decide(tmp_path):
     experiment = Experiment.from_spec(parse_spec(SPEC), f"sqlite:///{tmp_path}/t.db")
     assert experiment._executor() is None
+
+
+def test_resume_never_imports_code_that_the_database_names(tmp_path):
+    """Whoever can write a shared database could name any file: resume refuses user code and
+    says to run the spec file the user trusts instead (which continues the same study)."""
+    import pytest
+
+    from tunelab.errors import SpecError
+    from tunelab.experiment import open_experiment
+    from tunelab.spec import load_spec
+
+    (tmp_path / "mine.py").write_text(
+        "import torch\n"
+        "def build(params, shape, n_outputs):\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, n_outputs))\n"
+    )
+    import yaml
+
+    url = f"sqlite:///{tmp_path}/t.db"
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({**SPEC, "model": "mine.py:build"}))
+    Experiment.from_spec(load_spec(tmp_path / "spec.yaml"), url)
+    with pytest.raises(SpecError, match=r"model: study 'iris' trains your code .*mine\.py:build"):
+        open_experiment("iris", url)
+    assert Experiment.from_spec(load_spec(tmp_path / "spec.yaml"), url).study.name == "iris"

@@ -129,7 +129,16 @@ def open_experiment(name: str, storage: str | Storage | None = None) -> Experime
             f"study {name!r} was created from Python, not from a spec, so it cannot be resumed "
             "from the CLI; call Study.optimize again in your script"
         )
-    return Experiment.from_spec(parse_spec(record.spec), store)
+    spec = parse_spec(record.spec)
+    from tunelab.nn.config import is_builtin
+
+    if not is_builtin(spec.model):
+        raise SpecError(
+            "model",
+            f"study {name!r} trains your code ({spec.model}); tunelab never imports code a "
+            "database names, so resume it with the spec file you trust: tunelab run SPEC",
+        )
+    return Experiment.from_spec(spec, store)
 
 
 def _objective(spec: ExperimentSpec) -> NetworkObjective:

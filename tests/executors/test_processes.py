@@ -107,3 +107,12 @@ def test_workers_of_a_dead_driver_exit_within_a_second_and_print_nothing(url):
     exited_after = time.monotonic() - killed
     assert exited_after < 1.0, f"workers lived {exited_after:.1f} s after their driver"
     assert driver.stderr.read() == "", "a worker printed into the user's terminal"
+
+
+def test_a_time_limit_counts_from_when_the_trial_starts_not_from_worker_start_up(url):
+    """The worker spends 2 s importing the objective; a 1 s limit is for the trial alone."""
+    from tests import slow_import
+
+    study = Study("t", storage=url, seed=0)
+    study.optimize(slow_import.quick, {"x": Float(0, 1)}, trials=2, workers=2, trial_timeout=1.0)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2, study.trials[0].error

@@ -11,7 +11,7 @@ import yaml
 from torch import nn
 
 import tunelab
-from tunelab.errors import SpecError, TrialDiverged
+from tunelab.errors import SpecError, TrialDiverged, TunelabError
 from tunelab.experiment import Experiment
 from tunelab.nn import (
     Callback,
@@ -510,7 +510,9 @@ def test_a_user_model_from_a_spec_searches_finalises_and_reloads(tmp_path):
     assert best.params["width"] in (8, 16) and best.value > 0.6
     result = experiment.finalize()
     out = tmp_path / "tunelab-artifacts" / "own-model" / "best"
-    model, prep, meta = load_model(out)
+    with pytest.raises(TunelabError, match="names code to import .*trust_code=True"):
+        load_model(out)  # a folder never runs code by being loaded, unless asked
+    model, prep, meta = load_model(out, trust_code=True)
     assert meta["model"] == f"{tmp_path / 'my_models.py'}:build_model"
     assert meta["params"]["width"] == best.params["width"] and model[1].out_features in (8, 16)
     _, _, test = split_dataset(load_dataset("iris"), 0.2, 0.2, seed=0)

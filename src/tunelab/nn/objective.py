@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tunelab.errors import SpecError
+from tunelab.errors import SpecError, TunelabError
 from tunelab.nn.callbacks import Callback
 from tunelab.nn.config import ConfigResolver, is_builtin
 from tunelab.nn.data import Preprocessing
@@ -243,14 +243,22 @@ class NetworkObjective:
 
 
 def load_model(
-    out_dir: str | Path, builder: ModelBuilder | None = None
+    out_dir: str | Path, builder: ModelBuilder | None = None, trust_code: bool = False
 ) -> tuple[nn.Module, Preprocessing, dict[str, Any]]:
     """Rebuild a model saved by :meth:`NetworkObjective.final_fit`, ready for inference.
 
+    A saved builtin model (mlp, cnn1d, cnn2d) loads from its files alone. A model of your own
+    needs its builder: pass it, or let ``model.json`` name it with ``trust_code=True``: importing
+    what a file names runs that code, so it never happens unasked (a folder from elsewhere must
+    not be able to run code by being loaded).
+
     Args:
         out_dir: the folder :meth:`~NetworkObjective.final_fit` saved to.
-        builder: your own model's builder, when the import path saved in ``model.json`` does not
-            import here (a function from a notebook, say).
+        builder: your own model's builder (``build_model(params, input_shape, n_outputs)``).
+        trust_code: import the builder ``model.json`` names (a module or file path).
+
+    Raises:
+        TunelabError: for a model of your own given neither ``builder`` nor ``trust_code``.
 
     Returns:
         ``(model, preprocessing, meta)``: the network in eval mode on the CPU; the preprocessing
@@ -265,6 +273,12 @@ def load_model(
     meta = json.loads((out_dir / ARCHITECTURE_FILE).read_text())
     prep = Preprocessing.from_dict(json.loads((out_dir / PREPROCESSING_FILE).read_text()))
     if builder is None or is_builtin(meta["model"]):
+        if not is_builtin(meta["model"]) and not trust_code:
+            raise TunelabError(
+                f"{out_dir / ARCHITECTURE_FILE} names code to import ({meta['model']}); pass "
+                "builder=your_build_function, or trust_code=True if you trust this folder "
+                "(importing it runs that code)"
+            )
         builder = meta["model"]
     model = ModelFactory(builder).architecture(
         meta["config"], meta["params"], tuple(meta["input_shape"]), meta["n_outputs"]
