@@ -69,3 +69,18 @@ def long_reporting(trial):
         trial.report(step, value=float(step))
         time.sleep(30)
     return 0.0
+
+
+def jittery_curve(trial):
+    """A learning curve set by the params, with random pauses between reports (from the OS, not
+    the seed): which trial finishes first changes from run to run."""
+    import random
+
+    jitter = random.SystemRandom()
+    level = 1 - (trial.params["x"] - 0.3) ** 2
+    for step in range(1, 6):
+        time.sleep(jitter.uniform(0.0, 0.06))
+        trial.report(step, score=level * (1 - 0.5**step))
+        if trial.should_stop():
+            break
+    return None

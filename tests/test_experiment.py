@@ -48,3 +48,10 @@ def test_resume_never_imports_code_that_the_database_names(tmp_path):
     with pytest.raises(SpecError, match=r"model: study 'iris' trains your code .*mine\.py:build"):
         open_experiment("iris", url)
     assert Experiment.from_spec(load_spec(tmp_path / "spec.yaml"), url).study.name == "iris"
+
+
+def test_a_reproducible_spec_runs_the_study_in_trial_number_order(tmp_path):
+    spec = parse_spec({**SPEC, "reproducible": True, "workers": 1})
+    experiment = Experiment.from_spec(spec, f"sqlite:///{tmp_path}/t.db")
+    experiment.search()
+    assert experiment.study.attrs["reproducible_lag"] == 1

@@ -1,4 +1,5 @@
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -387,3 +388,46 @@ def test_readers_import_neither_torch_nor_scipy():
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
         == "[]\n"
     )
+
+
+# Reproducible mode --------------------------------------------------------------------------------
+def _record(study):
+    return [(t.number, t.state, t.params, t.value, t.intermediate) for t in study.trials]
+
+
+def _burn(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_reproducible_studies_do_not_depend_on_which_trial_finishes_first(tmp_path):
+    """Bayes proposals and median pruning both depend on other trials; with two workers, random
+    pauses in every trial, and a busy machine in one of the runs, every stored trial is the same."""
+    import multiprocessing as mp
+
+    from tunelab.schedulers import MedianScheduler
+    from tunelab.strategies import BayesSearch
+
+    records = []
+    for run, busy in enumerate([False, True]):
+        burner = mp.get_context("spawn").Process(target=_burn, args=(60,), daemon=True)
+        if busy:
+            burner.start()
+        study = Study(
+            "r",
+            storage=f"sqlite:///{tmp_path}/run{run}.db",
+            metric="score",
+            strategy=BayesSearch(n_initial=4),
+            scheduler=MedianScheduler(warmup_steps=1, min_trials=2),
+            seed=3,
+        )
+        study.optimize(
+            objectives.jittery_curve, {"x": Float(0, 1)}, trials=12, workers=2, reproducible=True
+        )
+        if busy:
+            burner.kill()
+        records.append(_record(study))
+        assert study.attrs["reproducible_lag"] == 2
+    assert records[0] == records[1]
+    assert {state for _, state, *_ in records[0]} == {TrialState.COMPLETE, TrialState.PRUNED}

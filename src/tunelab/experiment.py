@@ -85,6 +85,7 @@ class Experiment:
             minutes=budget.minutes,
             workers=self.spec.workers,
             executor=self._executor(),
+            reproducible=self.spec.reproducible,
             trial_timeout=budget.trial_minutes * 60 if budget.trial_minutes else None,
             callbacks=callbacks,
         )

@@ -107,6 +107,7 @@ class ExperimentSpec(_Strict):
     workers: int = Field(1, ge=1)
     executor: NamedOptions | None = None  # default: in-process for 1 worker, else processes
     seed: int = 0
+    reproducible: bool = False  # the outcome depends on the seed alone, not on timing
     device: str = "auto"
     storage: str = "sqlite:///tunelab.db"
     artifacts: str | None = None

@@ -30,7 +30,7 @@ from tunelab.schedulers import Scheduler, StudyView, make_scheduler
 from tunelab.space import Space
 from tunelab.storage import Storage, StudyRecord, TrialStateError, get_storage
 from tunelab.storage.base import StudyNameTaken, TrialNumberTaken
-from tunelab.strategies import Strategy, make_strategy
+from tunelab.strategies import Proposal, Strategy, make_strategy
 from tunelab.trial import Decision, FrozenTrial, TrialState
 
 __all__ = ["Study", "trial_seed"]
@@ -180,6 +180,7 @@ class Study:
         executor: str | Executor | None = None,
         trial_timeout: float | None = None,
         callbacks: Iterable[Callback] = (),
+        reproducible: bool = False,
     ) -> FrozenTrial | None:
         """Run trials until the budget is spent or the strategy has nothing left; return the best.
 
@@ -196,12 +197,20 @@ class Study:
             trial_timeout: seconds a single trial may run before it is stopped and marked FAILED
                 (counted from when it starts running, each time it runs).
             callbacks: ``f(study, trial)`` called after each trial ends.
+            reproducible: make the study's outcome depend on its seed alone, not on which trial
+                finishes first: with W workers, trial n is proposed, and judged by the scheduler,
+                with exactly the trials numbered up to n - W, all finished (it waits for them).
+                W is fixed when the study first runs this way. It costs the idle time of a worker
+                waiting for an earlier trial (bench/reproducible.py measures it); schedulers that
+                pause trials are not covered.
         """
         if trials is None and minutes is None and not self.strategy.is_finite():
             raise SpecError("budget", "give trials and/or minutes, or the search never ends")
         space = space if isinstance(space, Space) else Space(space)
         run = _Run(self, space, trials, minutes, trial_timeout, list(callbacks))
         self._executor = make_executor(executor) if executor else executor_for(workers)
+        if reproducible:
+            run.order = _Order(self._reproducible_lag(self._executor.free_slots()))
         try:
             run.loop(objective, self._executor)
         finally:
@@ -209,6 +218,15 @@ class Study:
             run.close()
             self._executor = None
         return self.best_trial
+
+    def _reproducible_lag(self, workers: int) -> int:
+        """The W of reproducible mode: stored with the study on its first such run, so a resume
+        with another number of workers still makes the same decisions."""
+        lag = self.attrs.get("reproducible_lag")
+        if lag is None:
+            lag = workers
+            self.set_attr("reproducible_lag", lag)
+        return int(lag)
 
     def set_attr(self, key: str, value: Any) -> None:
         self.storage.set_study_attr(self.id, key, value)
@@ -287,6 +305,9 @@ class _TrialView:
     def has_waiting(self) -> bool:
         return bool(self._waiting)
 
+    def first_waiting(self) -> int:
+        return min(self._waiting)
+
     def get(self, number: int) -> FrozenTrial:
         return self._ordered[self._index[number]]
 
@@ -302,6 +323,42 @@ class _TrialView:
 
 def _number(trial: FrozenTrial) -> int:
     return trial.number
+
+
+class _Order:
+    """Reproducible mode: trial n sees exactly the trials numbered up to n - lag, all finished.
+
+    Which trials a proposal or a pruning decision sees is then fixed by trial numbers alone: a
+    trial is started only once every trial ``lag`` or more numbers before it has finished, and
+    the later ones, still running or not, show only their params (as pending)."""
+
+    def __init__(self, lag: int) -> None:
+        self.lag = lag
+        self._finished_prefix = 0  # every trial numbered below it has finished
+
+    def ready(self, view: _TrialView, number: int) -> bool:
+        """Whether every trial numbered up to ``number - lag`` has finished."""
+        while (t := view.find(self._finished_prefix)) is not None and t.state.is_finished():
+            self._finished_prefix += 1
+        return number < self._finished_prefix + self.lag
+
+    def history(self, trials: Sequence[FrozenTrial], number: int) -> list[FrozenTrial]:
+        """What the strategy sees when it proposes trial ``number``."""
+        return [
+            t if t.number <= number - self.lag else _pending(t) for t in trials if t.number < number
+        ]
+
+    def seen_by(self, view: _TrialView, trial: FrozenTrial) -> list[FrozenTrial]:
+        """What the scheduler sees when ``trial`` reports: the trials it was proposed with."""
+        earlier = [t for t in view.trials if t.number <= trial.number - self.lag]
+        return [*earlier, trial]
+
+
+def _pending(trial: FrozenTrial) -> FrozenTrial:
+    """A trial as one that has just started: its params, no outcome."""
+    return replace(
+        trial, state=TrialState.RUNNING, value=None, metrics={}, intermediate={}, error=None
+    )
 
 
 class _Run:
@@ -328,6 +385,7 @@ class _Run:
         self.view = study._view
         self.by_number: dict[int, int] = {}  # running trial number -> trial id
         self.no_new_trials = False  # budget spent or strategy exhausted: run queued ones only
+        self.order: _Order | None = None  # reproducible mode
         self._heartbeat = _Heartbeat(self.storage, lambda: list(self.by_number.values()))
 
     # The loop ------------------------------------------------------------------------------------
@@ -367,6 +425,8 @@ class _Run:
         tasks: list[TrialTask] = []
         progressed = False
         while len(tasks) < free and self.view.has_waiting():
+            if self.order and not self.order.ready(self.view, self.view.first_waiting()):
+                break
             trial = self.storage.claim_trial(self.study.id, self.owner)
             if trial is None:  # another process took them
                 self.view.sync(force=True)
@@ -431,10 +491,30 @@ class _Run:
         return bool(asked)
 
     def propose(self, n: int, tasks: list[TrialTask]) -> bool:
-        """Ask the strategy for the next ``n`` trial numbers and create those trials."""
-        numbers = [self.view.next_number + i for i in range(n)]
-        proposals = self.study.strategy.ask(self.space, self.view.trials, numbers)
-        if len(proposals) < n:
+        """Ask the strategy for the next ``n`` trial numbers and create those trials.
+
+        In reproducible mode one at a time, each asked with the history its number may see,
+        and only while the trials it must see have finished."""
+        if self.order is None:
+            numbers = [self.view.next_number + i for i in range(n)]
+            proposals = self.study.strategy.ask(self.space, self.view.trials, numbers)
+            return self.create(numbers, proposals, tasks)
+        progressed = False
+        for _ in range(n):
+            number = self.view.next_number
+            if self.no_new_trials or not self.order.ready(self.view, number):
+                break
+            history = self.order.history(self.view.trials, number)
+            proposals = self.study.strategy.ask(self.space, history, [number])
+            if not self.create([number], proposals, tasks):
+                break
+            progressed = True
+        return progressed
+
+    def create(self, numbers: list[int], proposals: list[Proposal], tasks: list[TrialTask]) -> bool:
+        """Create the proposed trials; False when none could be (the strategy or the budget is
+        exhausted, or another process took a number first and the view was re-read)."""
+        if len(proposals) < len(numbers):
             self.no_new_trials = True  # the strategy has nothing more (a finished grid)
         created = False
         for number, proposal in zip(numbers, proposals, strict=False):
@@ -483,7 +563,8 @@ class _Run:
         trial = self.view.get(number)
         trial = replace(trial, intermediate={**trial.intermediate, step: metrics})
         self.view.put(trial, revision)
-        view = StudyView(self.study.metric, self.study.direction, self.view.trials)
+        trials = self.view.trials if self.order is None else self.order.seen_by(self.view, trial)
+        view = StudyView(self.study.metric, self.study.direction, trials)
         return self.study.scheduler.on_report(trial, step, view)
 
     def record(self, outcome: TrialOutcome) -> None:

@@ -8,6 +8,7 @@ code, and a fresh worker takes its place. A trial past its time limit is killed 
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
 import pickle
@@ -30,6 +31,7 @@ __all__ = ["ProcessExecutor"]
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _KILL_GRACE_S = 5.0
 _PARENT_CHECK_S = 0.2
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def available_cores() -> int:
@@ -96,7 +98,7 @@ class ProcessExecutor(Executor):
         parent, child = self._context.Pipe(duplex=True)
         process = self._context.Process(
             target=_worker_main,
-            args=(child, self._payload, self._threads()),
+            args=(child, self._payload, self._threads(), os.getpid()),
             daemon=True,
             name="tunelab-worker",
         )
@@ -211,7 +213,7 @@ def _death_reason(exitcode: int | None) -> str:
     return f"worker process died with exit code {exitcode}"
 
 
-def _worker_main(conn: Connection, payload: bytes, threads: int) -> None:
+def _worker_main(conn: Connection, payload: bytes, threads: int, driver: int) -> None:
     """A worker's loop: run each task it is sent, relaying reports to the driver.
 
     A worker whose driver is gone has no one to report to: it exits at once and silently, from
@@ -219,7 +221,7 @@ def _worker_main(conn: Connection, payload: bytes, threads: int) -> None:
     for name in _THREAD_VARIABLES:
         os.environ[name] = str(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
+    _die_with(driver)
     objective = pickle.loads(payload)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
@@ -249,8 +251,21 @@ def _worker_main(conn: Connection, payload: bytes, threads: int) -> None:
         send(("done", run_trial(objective, message[1], report)))
 
 
-def _exit_with(parent: int) -> None:
-    """Watch the driver; when it dies (this process is handed to another parent), exit."""
-    while os.getppid() == parent:
+def _die_with(driver: int) -> None:
+    """End this worker the moment its driver dies: on Linux the kernel sends SIGKILL
+    (PR_SET_PDEATHSIG); elsewhere a thread polls. A driver already gone means exit now."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux
+        pass
+    if os.getppid() != driver:
+        os._exit(0)
+    threading.Thread(target=_exit_with, args=(driver,), daemon=True).start()
+
+
+def _exit_with(driver: int) -> None:
+    """Watch the driver; when it dies (this process is handed to another parent, perhaps before
+    this thread even started), exit."""
+    while os.getppid() == driver:
         time.sleep(_PARENT_CHECK_S)
     os._exit(0)
