@@ -80,7 +80,7 @@ def main() -> None:
         scheduler="median",
         seed=0,
     )
-    best = study.optimize(objective, space, trials=12, workers=2)
+    best = study.optimize(objective, space, trials=12, workers=2, reproducible=True)
     print(f"best trial {best.number}: val_accuracy {best.value:.4f} with {best.params}")
 
     out_dir = Path("tunelab-artifacts") / study.name / "best"

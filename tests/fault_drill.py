@@ -90,7 +90,9 @@ def drill(kills: int, folder: Path, seed: int = 0) -> dict:
     finished: dict[int, tuple] = {}
     summary = {"kills": kills, "driver_kills": 0, "worker_kills": 0, "slowest_worker_exit_s": 0.0}
     for round_ in range(kills):
-        args = ["run", str(spec)] if round_ == 0 else ["resume", NAME, "--storage", f"sqlite:///{db}"]
+        args = (
+            ["run", str(spec)] if round_ == 0 else ["resume", NAME, "--storage", f"sqlite:///{db}"]
+        )
         proc = subprocess.Popen(
             [*command, *args], cwd=folder, env=env, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True,

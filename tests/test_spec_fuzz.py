@@ -2,7 +2,8 @@
 exit 2 before anything is stored. Never a traceback.
 
 The suite runs a few dozen cases; run more by hand with, e.g.,
-``TUNELAB_FUZZ_EXAMPLES=2000 pytest tests/test_spec_fuzz.py``.
+``TUNELAB_FUZZ_EXAMPLES=2000 pytest tests/test_spec_fuzz.py --hypothesis-show-statistics``
+(the statistics count the cases that ran and, per field, those refused).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tunelab.cli import main
@@ -118,7 +119,9 @@ def run_cli(args, capsys):
     derandomize=not os.environ.get("TUNELAB_FUZZ_EXAMPLES"),
 )
 @given(mutations=st.lists(MUTATION, min_size=1, max_size=3))
-def test_a_mutated_spec_runs_or_fails_in_one_line_before_storage(tmp_path_factory, capsys, mutations):
+def test_a_mutated_spec_runs_or_fails_in_one_line_before_storage(
+    tmp_path_factory, capsys, mutations
+):
     folder = tmp_path_factory.mktemp("fuzz")
     spec = copy.deepcopy(VALID)
     for mutation in mutations:
@@ -134,10 +137,12 @@ def test_a_mutated_spec_runs_or_fails_in_one_line_before_storage(tmp_path_factor
     code, stderr = run_cli(["run", str(folder / "spec.yaml")], capsys)
     db = Path(folder / "tunelab.db")
     if code == 0:
+        event("ran")
         return
     assert code == 2, stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    event("refused: " + lines[0].removeprefix("error: ").split(":")[0])
     if db.exists():  # only a run that started may fail after storage opened (no trial completed)
         with sqlite3.connect(db) as conn:
             assert conn.execute("SELECT COUNT(*) FROM tunelab_trials").fetchone()[0] > 0, lines[0]
