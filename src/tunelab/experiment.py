@@ -55,7 +55,10 @@ class Experiment:
         if spec.strategy.name == "random":
             strategy_options.setdefault("seed", spec.seed)
         strategy = make_strategy(spec.strategy.name, **strategy_options)
-        scheduler = make_scheduler(spec.scheduler.name, **spec.scheduler.options)
+        scheduler_options = spec.scheduler.options
+        if spec.scheduler.name in _RUNG_SCHEDULERS:  # a full training is the spec's epochs
+            scheduler_options.setdefault("max_resource", _max_epochs(spec, objective))
+        scheduler = make_scheduler(spec.scheduler.name, **scheduler_options)
         store = get_storage(storage or spec.storage)  # opened once the spec is known to be sound
         _check_same_search(spec, store)
         study = Study(
@@ -162,6 +165,18 @@ def _objective(spec: ExperimentSpec) -> NetworkObjective:
         device=spec.device,
         split_seed=spec.seed,
     )
+
+
+#: Schedulers whose rungs are counted in epochs, up to ``max_resource``.
+_RUNG_SCHEDULERS = ("asha", "hyperband")
+
+
+def _max_epochs(spec: ExperimentSpec, objective: NetworkObjective) -> int:
+    """The most epochs a trial trains: fixed, the top of the searched range, or the default."""
+    if "epochs" in spec.space:
+        param = spec.space["epochs"]
+        return int(max(param.choices) if hasattr(param, "choices") else param.high)
+    return int(objective.resolver.resolve({})[0]["epochs"])
 
 
 def _check_metric(spec: ExperimentSpec, objective: NetworkObjective) -> None:

@@ -636,6 +636,7 @@ class _Run:
                 f"paused at step {trial.last_step} without a checkpoint; a resume starts over",
             ]
         attrs["checkpoint"] = checkpoint
+        attrs["paused_at"] = trial.last_step
         self.by_number.pop(number, None)
         try:
             revision = self.storage.pause_trial(trial.id, self.owner, attrs)

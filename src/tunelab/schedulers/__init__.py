@@ -7,11 +7,14 @@ from typing import Any
 
 from tunelab._params import build
 from tunelab.errors import SpecError
+from tunelab.schedulers.asha import ASHAScheduler, HyperbandScheduler
 from tunelab.schedulers.base import NoScheduler, Scheduler, StudyView
 from tunelab.schedulers.median import MedianScheduler
 
 __all__ = [
     "SCHEDULERS",
+    "ASHAScheduler",
+    "HyperbandScheduler",
     "MedianScheduler",
     "NoScheduler",
     "Scheduler",
@@ -19,7 +22,12 @@ __all__ = [
     "make_scheduler",
 ]
 
-SCHEDULERS: dict[str, type[Scheduler]] = {"none": NoScheduler, "median": MedianScheduler}
+SCHEDULERS: dict[str, type[Scheduler]] = {
+    "none": NoScheduler,
+    "median": MedianScheduler,
+    "asha": ASHAScheduler,
+    "hyperband": HyperbandScheduler,
+}
 
 
 def make_scheduler(name: str | Scheduler | None, **kwargs: Any) -> Scheduler:

@@ -1,0 +1,154 @@
+"""Asynchronous successive halving (ASHA; Li et al., "A system for massively parallel
+hyperparameter tuning", MLSys 2020) and asynchronous Hyperband, by pause and resume.
+
+A trial pauses at each rung, ``min_resource * reduction_factor ** k`` steps (epochs by default);
+a paused trial is promoted, resumed from its checkpoint, when it ranks in the top
+``1 / reduction_factor`` of the trials that reached its rung, highest rungs first. Nothing waits
+for a rung to fill: a free worker resumes a promotable trial if there is one, else starts a new
+trial. The open-source peers stop the trials below the cut and retrain the promoted ones from
+scratch; here a promotion continues where the trial paused.
+
+The scheduler keeps no state: a trial's bracket comes from its number and its rung from its
+reports, so another process, or the same study after a crash, makes the same decisions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from tunelab.schedulers.base import Scheduler, StudyView
+from tunelab.trial import Decision, FrozenTrial, TrialState, is_bad_number
+
+__all__ = ["ASHAScheduler", "HyperbandScheduler"]
+
+_MAX_RUNGS = 64  # without max_resource, rungs go on (a trial still ends when its training does)
+
+
+class ASHAScheduler(Scheduler):
+    """Promote the best ``1 / reduction_factor`` of each rung; pause the rest there.
+
+    Args:
+        min_resource: the first rung, in reported steps (epochs).
+        max_resource: the steps of a full training; no rung at or above it, so a promoted trial
+            runs to its end. None: rungs go on, and a trial completes when its training ends.
+        reduction_factor: eta; 1 in eta trials of a rung is promoted to the next.
+        brackets: successive-halving brackets with first rungs ``min_resource * eta ** b``;
+            trial n belongs to bracket ``n % brackets`` (one bracket is plain ASHA).
+
+    Example:
+        >>> ASHAScheduler(min_resource=1, max_resource=27, reduction_factor=3).rungs(0)
+        [1, 3, 9]
+    """
+
+    def __init__(
+        self,
+        min_resource: float = 1,
+        max_resource: float | None = None,
+        reduction_factor: float = 3,
+        brackets: int = 1,
+    ) -> None:
+        if not min_resource > 0:
+            raise ValueError(f"min_resource must be > 0, got {min_resource!r}")
+        if max_resource is not None and not max_resource > min_resource:
+            raise ValueError(
+                f"max_resource must be > min_resource ({min_resource}), got {max_resource!r}"
+            )
+        if not reduction_factor >= 2:
+            raise ValueError(f"reduction_factor must be >= 2, got {reduction_factor!r}")
+        if not isinstance(brackets, int) or brackets < 1:
+            raise ValueError(f"brackets must be an integer >= 1, got {brackets!r}")
+        self.min_resource = min_resource
+        self.max_resource = max_resource
+        self.reduction_factor = reduction_factor
+        self.brackets = brackets
+
+    # Rung arithmetic -----------------------------------------------------------------------------
+    def bracket(self, trial: FrozenTrial) -> int:
+        return trial.number % self.brackets
+
+    def rungs(self, bracket: int) -> list[float]:
+        """The steps at which a trial of ``bracket`` pauses, lowest first."""
+        rung = self.min_resource * self.reduction_factor**bracket
+        found: list[float] = []
+        while len(found) < _MAX_RUNGS and (self.max_resource is None or rung < self.max_resource):
+            found.append(int(rung) if float(rung).is_integer() else rung)
+            rung *= self.reduction_factor
+        return found
+
+    def rung_of(self, trial: FrozenTrial) -> int:
+        """How many rungs the trial has reached (0: none yet)."""
+        last = trial.last_step
+        return 0 if last is None else sum(r <= last for r in self.rungs(self.bracket(trial)))
+
+    # Decisions ---------------------------------------------------------------------------------
+    def on_report(self, trial: FrozenTrial, step: int, study: StudyView) -> Decision:
+        """Pause when this report reaches a rung the trial had not reached before (a trial
+        restarted without its checkpoint re-reports lower steps and is not paused there again;
+        the driver records where each pause happened)."""
+        if self.max_resource is not None and step >= self.max_resource:
+            return Decision.CONTINUE
+        earlier = [s for s in trial.intermediate if s != step]
+        before = max([*earlier, trial.attrs.get("paused_at") or 0])
+        crossed = any(before < r <= step for r in self.rungs(self.bracket(trial)))
+        return Decision.PAUSE if crossed else Decision.CONTINUE
+
+    def resume_next(self, study: StudyView) -> FrozenTrial | None:
+        """The best promotable paused trial, from the highest rung that has one."""
+        paused = [t for t in study.trials if t.state is TrialState.PAUSED]
+        if not paused:
+            return None
+        for level in sorted({self.rung_of(t) for t in paused}, reverse=True):
+            for bracket in range(self.brackets):
+                chosen = self._promotable(study, bracket, level)
+                if chosen is not None:
+                    return chosen
+        return None
+
+    def _promotable(self, study: StudyView, bracket: int, level: int) -> FrozenTrial | None:
+        rungs = self.rungs(bracket)
+        if level < 1 or level > len(rungs):
+            return None
+        rung = rungs[level - 1]
+        members = [t for t in study.trials if self.bracket(t) == bracket]
+        scored = [(v, t) for t in members if (v := _value_at(t, rung, study.metric)) is not None]
+        top = int(len(scored) / self.reduction_factor)
+        if top == 0:
+            return None
+        ranked = sorted(scored, key=lambda vt: vt[0], reverse=study.direction == "maximize")
+        for _, trial in ranked[:top]:
+            if trial.state is TrialState.PAUSED and self.rung_of(trial) == level:
+                return trial
+        return None
+
+
+class HyperbandScheduler(ASHAScheduler):
+    """Asynchronous Hyperband: ASHA brackets from the most aggressive (first rung at
+    ``min_resource``) to plain full training, trials spread over them round-robin by number.
+
+    Hedges against a ``min_resource`` too small to judge a trial by: a bracket that starts later
+    sees more of each curve before it cuts.
+
+    Example:
+        >>> HyperbandScheduler(min_resource=1, max_resource=27, reduction_factor=3).brackets
+        4
+    """
+
+    def __init__(
+        self,
+        min_resource: float = 1,
+        max_resource: float = 81,
+        reduction_factor: float = 3,
+    ) -> None:
+        super().__init__(min_resource, max_resource, reduction_factor, brackets=1)
+        levels = math.log(max_resource / min_resource, reduction_factor)
+        self.brackets = int(math.floor(levels + 1e-9)) + 1
+
+
+def _value_at(trial: FrozenTrial, rung: float, metric: str) -> float | None:
+    """The trial's metric at the first report at or past ``rung`` (None: not reached, or bad)."""
+    reached: Sequence[int] = sorted(s for s in trial.intermediate if s >= rung)
+    if not reached:
+        return None
+    value = trial.intermediate[reached[0]].get(metric)
+    return None if value is None or is_bad_number(value) else float(value)
