@@ -11,9 +11,12 @@ from tunelab.errors import SpecError
 from tunelab.executors.base import Executor, TrialOutcome, TrialTask, run_trial
 from tunelab.executors.inline import InlineExecutor
 from tunelab.executors.processes import ProcessExecutor, available_cores
+from tunelab.executors.simulated import Benchmark, SimulatedExecutor
 
 __all__ = [
     "EXECUTORS",
+    "Benchmark",
+    "SimulatedExecutor",
     "Executor",
     "InlineExecutor",
     "ProcessExecutor",
@@ -26,7 +29,11 @@ __all__ = [
 
 logger = logging.getLogger("tunelab")
 
-EXECUTORS: dict[str, type[Executor]] = {"inline": InlineExecutor, "processes": ProcessExecutor}
+EXECUTORS: dict[str, type[Executor]] = {
+    "inline": InlineExecutor,
+    "processes": ProcessExecutor,
+    "simulated": SimulatedExecutor,
+}
 
 
 def make_executor(name: str | Executor, **options: Any) -> Executor:
