@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import difflib
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 from tunelab.errors import SpecError
 
-__all__ = ["ParamsMixin", "build", "clone"]
+__all__ = ["ParamsMixin", "build", "build_named", "clone"]
 
 
 class ParamsMixin:
@@ -54,6 +55,18 @@ def build(cls: type[ParamsMixin], field: str, name: str, options: dict[str, Any]
         return cls(**options)
     except (TypeError, ValueError) as exc:
         raise SpecError(field, f"bad options for {name!r}: {exc}") from None
+
+
+def build_named(
+    registry: Mapping[str, type[ParamsMixin]], field: str, name: Any, options: dict[str, Any]
+) -> Any:
+    """The strategies', schedulers' and executors' factory: an object passes through, a name is
+    looked up in ``registry`` (an unknown one lists the known), then built as :func:`build` does."""
+    if not isinstance(name, str):
+        return name
+    if name not in registry:
+        raise SpecError(field, f"unknown {field} {name!r}; choose one of {', '.join(registry)}")
+    return build(registry[name], field, name, options)
 
 
 def clone(obj: ParamsMixin) -> Any:

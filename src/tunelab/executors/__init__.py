@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tunelab._params import build
+from tunelab._params import build_named
 from tunelab.errors import SpecError
 from tunelab.executors.base import Executor, TrialOutcome, TrialTask, run_trial
 from tunelab.executors.inline import InlineExecutor
@@ -38,13 +38,7 @@ EXECUTORS: dict[str, type[Executor]] = {
 
 def make_executor(name: str | Executor, **options: Any) -> Executor:
     """``make_executor("processes", n_workers=4)``; an Executor instance passes through."""
-    if isinstance(name, Executor):
-        return name
-    if name not in EXECUTORS:
-        raise SpecError(
-            "executor", f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}"
-        )
-    return build(EXECUTORS[name], "executor", name, options)
+    return build_named(EXECUTORS, "executor", name, options)
 
 
 def executor_for(workers: int = 1) -> Executor:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunelab._params import build
-from tunelab.errors import SpecError
+from tunelab._params import build_named
 from tunelab.schedulers.asha import ASHAScheduler, HyperbandScheduler
 from tunelab.schedulers.base import NoScheduler, Scheduler, StudyView
 from tunelab.schedulers.median import MedianScheduler
@@ -32,11 +31,4 @@ SCHEDULERS: dict[str, type[Scheduler]] = {
 
 def make_scheduler(name: str | Scheduler | None, **kwargs: Any) -> Scheduler:
     """``make_scheduler("median", warmup_steps=3)``; None means "none"."""
-    if isinstance(name, Scheduler):
-        return name
-    name = name or "none"
-    if name not in SCHEDULERS:
-        raise SpecError(
-            "scheduler", f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}"
-        )
-    return build(SCHEDULERS[name], "scheduler", name, kwargs)
+    return build_named(SCHEDULERS, "scheduler", name or "none", kwargs)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunelab._params import build
-from tunelab.errors import SpecError
+from tunelab._params import build_named
 from tunelab.strategies.base import Proposal, Strategy
 from tunelab.strategies.bayes import BayesSearch
 from tunelab.strategies.grid import GridSearch
@@ -34,10 +33,4 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 def make_strategy(name: str | Strategy, **kwargs: Any) -> Strategy:
     """``make_strategy("random", seed=0)``; a Strategy instance passes through."""
-    if isinstance(name, Strategy):
-        return name
-    if name not in STRATEGIES:
-        raise SpecError(
-            "strategy", f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}"
-        )
-    return build(STRATEGIES[name], "strategy", name, kwargs)
+    return build_named(STRATEGIES, "strategy", name, kwargs)
