@@ -14,6 +14,8 @@ reports, so another process, or the same study after a crash, makes the same dec
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 from collections.abc import Sequence
 
@@ -69,17 +71,15 @@ class ASHAScheduler(Scheduler):
 
     def rungs(self, bracket: int) -> list[float]:
         """The steps at which a trial of ``bracket`` pauses, lowest first."""
-        rung = self.min_resource * self.reduction_factor**bracket
-        found: list[float] = []
-        while len(found) < _MAX_RUNGS and (self.max_resource is None or rung < self.max_resource):
-            found.append(int(rung) if float(rung).is_integer() else rung)
-            rung *= self.reduction_factor
-        return found
+        return list(_rungs(self.min_resource, self.max_resource, self.reduction_factor, bracket))
 
     def rung_of(self, trial: FrozenTrial) -> int:
         """How many rungs the trial has reached (0: none yet)."""
         last = trial.last_step
-        return 0 if last is None else sum(r <= last for r in self.rungs(self.bracket(trial)))
+        rungs = _rungs(
+            self.min_resource, self.max_resource, self.reduction_factor, self.bracket(trial)
+        )
+        return 0 if last is None else bisect.bisect_right(rungs, last)
 
     # Decisions ---------------------------------------------------------------------------------
     def on_report(self, trial: FrozenTrial, step: int, study: StudyView) -> Decision:
@@ -90,7 +90,10 @@ class ASHAScheduler(Scheduler):
             return Decision.CONTINUE
         earlier = [s for s in trial.intermediate if s != step]
         before = max([*earlier, trial.attrs.get("paused_at") or 0])
-        crossed = any(before < r <= step for r in self.rungs(self.bracket(trial)))
+        rungs = _rungs(
+            self.min_resource, self.max_resource, self.reduction_factor, self.bracket(trial)
+        )
+        crossed = any(before < r <= step for r in rungs)
         return Decision.PAUSE if crossed else Decision.CONTINUE
 
     def resume_next(self, study: StudyView) -> FrozenTrial | None:
@@ -98,15 +101,15 @@ class ASHAScheduler(Scheduler):
         paused = [t for t in study.trials if t.state is TrialState.PAUSED]
         if not paused:
             return None
-        for level in sorted({self.rung_of(t) for t in paused}, reverse=True):
-            for bracket in range(self.brackets):
-                chosen = self._promotable(study, bracket, level)
-                if chosen is not None:
-                    return chosen
+        places = {(self.rung_of(t), self.bracket(t)) for t in paused}
+        for level, bracket in sorted(places, key=lambda lb: (-lb[0], lb[1])):
+            chosen = self._promotable(study, bracket, level)
+            if chosen is not None:
+                return chosen
         return None
 
     def _promotable(self, study: StudyView, bracket: int, level: int) -> FrozenTrial | None:
-        rungs = self.rungs(bracket)
+        rungs = _rungs(self.min_resource, self.max_resource, self.reduction_factor, bracket)
         if level < 1 or level > len(rungs):
             return None
         rung = rungs[level - 1]
@@ -143,6 +146,19 @@ class HyperbandScheduler(ASHAScheduler):
         super().__init__(min_resource, max_resource, reduction_factor, brackets=1)
         levels = math.log(max_resource / min_resource, reduction_factor)
         self.brackets = int(math.floor(levels + 1e-9)) + 1
+
+
+@functools.cache
+def _rungs(
+    min_resource: float, max_resource: float | None, reduction_factor: float, bracket: int
+) -> tuple[float, ...]:
+    """Rung arithmetic, computed once per set of options (a scheduler is asked on every report)."""
+    rung = min_resource * reduction_factor**bracket
+    found: list[float] = []
+    while len(found) < _MAX_RUNGS and (max_resource is None or rung < max_resource):
+        found.append(int(rung) if float(rung).is_integer() else rung)
+        rung *= reduction_factor
+    return tuple(found)
 
 
 def _value_at(trial: FrozenTrial, rung: float, metric: str) -> float | None:
