@@ -17,7 +17,6 @@ from __future__ import annotations
 import bisect
 import functools
 import math
-from collections.abc import Sequence
 
 from tunelab.schedulers.base import Scheduler, StudyView
 from tunelab.trial import Decision, FrozenTrial, TrialState, is_bad_number
@@ -163,8 +162,8 @@ def _rungs(
 
 def _value_at(trial: FrozenTrial, rung: float, metric: str) -> float | None:
     """The trial's metric at the first report at or past ``rung`` (None: not reached, or bad)."""
-    reached: Sequence[int] = sorted(s for s in trial.intermediate if s >= rung)
-    if not reached:
+    first = min((s for s in trial.intermediate if s >= rung), default=None)
+    if first is None:
         return None
-    value = trial.intermediate[reached[0]].get(metric)
+    value = trial.intermediate[first].get(metric)
     return None if value is None or is_bad_number(value) else float(value)
