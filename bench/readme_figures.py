@@ -55,12 +55,18 @@ def run(name: str) -> dict:
             [sys.executable, "-m", "tunelab.cli", "best", study, "--json"],
             cwd=folder, env=env, check=True, capture_output=True, text=True,
         )  # fmt: skip
+        listed = subprocess.run(
+            [sys.executable, "-m", "tunelab.cli", "trials", study, "--format", "json"],
+            cwd=folder, env=env, check=True, capture_output=True, text=True,
+        )  # fmt: skip
     result = json.loads(best.stdout)
+    states = [row["state"] for row in json.loads(listed.stdout)]
     return {
         "seconds": round(seconds, 1),
         "trial": result["trial"],
         "validation": {result["metric"]: result["value"]},
         "shown": {metric: round(result["test_metrics"][metric], 4)},
+        "pruned": f"{states.count('PRUNED')}/{len(states)}",
     }
 
 
@@ -120,14 +126,15 @@ def main() -> None:
         "",
         f"Made by `python bench/readme_figures.py` on {machine}.",
         "",
-        "| example | wall time | best trial | validation | test |",
-        "|---|---|---|---|---|",
+        "| example | wall time | best trial | validation | test | pruned |",
+        "|---|---|---|---|---|---|",
     ]
     for name, f in figures.items():
         validation = ", ".join(f"{k} {v:.4f}" for k, v in f["validation"].items()) or "-"
         shown = ", ".join(f"{k} {v}" for k, v in f["shown"].items())
         trial = "-" if f["trial"] is None else f["trial"]
-        lines.append(f"| {name} | {f['seconds']} s | {trial} | {validation} | {shown} |")
+        pruned = f.get("pruned", "-")
+        lines.append(f"| {name} | {f['seconds']} s | {trial} | {validation} | {shown} | {pruned} |")
     (RESULTS / "readme_figures.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

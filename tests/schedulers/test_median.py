@@ -49,12 +49,36 @@ def test_needs_enough_completed_trials():
     assert decide(running([0.1, 0.1, 0.1]), 2, warmup_steps=0, min_trials=6) is Decision.CONTINUE
 
 
-def test_pruned_and_failed_trials_do_not_count():
-    others = [finished(i, [0.9, 0.9, 0.9], TrialState.PRUNED) for i in range(5)]
+def test_pruned_and_paused_trials_that_reached_the_step_count_failed_ones_never():
+    for state in (TrialState.PRUNED, TrialState.PAUSED):
+        others = [finished(i, [0.9, 0.9, 0.9], state) for i in range(5)]
+        stop = decide(running([0.1, 0.1, 0.1]), 2, trials=others, warmup_steps=0, min_trials=1)
+        assert stop is Decision.STOP, state
+    failed = [finished(i, [0.9, 0.9, 0.9], TrialState.FAILED) for i in range(5)]
     assert (
-        decide(running([0.1, 0.1, 0.1]), 2, trials=others, warmup_steps=0, min_trials=1)
+        decide(running([0.1, 0.1, 0.1]), 2, trials=failed, warmup_steps=0, min_trials=1)
         is Decision.CONTINUE
     )
+
+
+def test_a_trial_pruned_before_the_step_does_not_count_there():
+    early = [finished(i, [0.9, 0.9], TrialState.PRUNED) for i in range(5)]  # steps 0 and 1
+    assert (
+        decide(running([0.1, 0.1, 0.1]), 2, trials=early, warmup_steps=0, min_trials=1)
+        is Decision.CONTINUE
+    )
+
+
+def test_the_median_is_of_every_trial_at_the_step_not_of_the_survivors():
+    """Three completed trials at 0.9 and four pruned at 0.3: the median at step 2 is 0.3, so a
+    trial at 0.5 goes on (counting completed trials only, it would be stopped against 0.9)."""
+    survivors = [finished(i, [0.9, 0.9, 0.9]) for i in range(3)]
+    cut = [finished(i, [0.3, 0.3, 0.3], TrialState.PRUNED) for i in range(3, 7)]
+    me = running([0.5, 0.5, 0.5])
+    assert (
+        decide(me, 2, trials=[*survivors, *cut], warmup_steps=0, min_trials=3) is Decision.CONTINUE
+    )
+    assert decide(me, 2, trials=survivors, warmup_steps=0, min_trials=3) is Decision.STOP
 
 
 def test_uses_best_so_far_so_one_noisy_step_does_not_stop_a_good_trial():

@@ -11,13 +11,16 @@ __all__ = ["MedianScheduler"]
 
 
 class MedianScheduler(Scheduler):
-    """Stop a trial whose best value up to step s is worse than the median of the completed trials'
+    """Stop a trial whose best value up to step s is worse than the median of the other trials'
     best values up to s.
 
-    Best-so-far on both sides makes the rule robust to a noisy epoch, and lets trials that report
-    at different steps be compared: a completed trial's best up to ``s`` uses whichever of its
-    reports came at or before ``s``. Nothing is stopped before ``warmup_steps`` or before
-    ``min_trials`` completed trials have reported by that step.
+    The others are every trial that got to step s, however it ended: completed, pruned or paused
+    later than s, or still running past it (failed ones aside). Counting only completed trials,
+    as Optuna's MedianPruner does, compares each trial with the survivors of earlier cuts, a
+    median that rises as the study goes on and prunes ever harder (on the digits example it
+    pruned 32 of 40 trials, some at 0.958 validation accuracy). Best-so-far on both sides makes
+    the rule robust to a noisy epoch and lets trials that report at different steps be compared.
+    Nothing is stopped before ``warmup_steps`` or before ``min_trials`` others got to that step.
 
     Args:
         warmup_steps: steps every trial runs before it can be stopped.
@@ -50,8 +53,9 @@ class MedianScheduler(Scheduler):
         others = [
             best
             for t in study.trials
-            if t.state is TrialState.COMPLETE
+            if t.state is not TrialState.FAILED
             and t.id != trial.id
+            and _reached(t, step)
             and (best := _best_up_to(t, study, step)) is not None
         ]
         if len(others) < self.min_trials:
@@ -68,6 +72,13 @@ class MedianScheduler(Scheduler):
             return True
         slot = (step - self.warmup_steps) // self.interval
         return slot > (previous - self.warmup_steps) // self.interval
+
+
+def _reached(trial: FrozenTrial, step: int) -> bool:
+    """Whether the trial got as far as ``step``: a completed one whatever its length (its best
+    up to ``step`` is what it showed by then), any other once it has reported at ``step`` or
+    beyond."""
+    return trial.state is TrialState.COMPLETE or (trial.last_step or 0) >= step
 
 
 def _best_up_to(trial: FrozenTrial, study: StudyView, step: int) -> float | None:
