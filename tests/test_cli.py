@@ -375,3 +375,17 @@ def test_ctrl_c_says_how_to_resume_this_study(tmp_path):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert stderr.strip().splitlines()[-1].endswith("Continue with: tunelab resume iris-mlp")
+
+
+def test_status_counts_trials_per_rung(tmp_path):
+    from tunelab import Categorical, Float, Study
+    from tunelab.schedulers import ASHAScheduler
+    from tunelab.testing.executors import counting
+
+    url = f"sqlite:///{tmp_path}/tunelab.db"
+    asha = ASHAScheduler(min_resource=1, max_resource=9, reduction_factor=3)
+    study = Study("a", storage=url, scheduler=asha, seed=0)
+    study.optimize(counting, {"steps": Categorical([9]), "x": Float(0, 1)}, trials=9)
+    expected = {r: sum(max(t.intermediate) >= r for t in study.trials) for r in (1, 3)}
+    status = tunelab("status", "a", "--storage", url, cwd=tmp_path)
+    assert f"trials per rung: step 1: {expected[1]}  step 3: {expected[3]}" in status.stdout

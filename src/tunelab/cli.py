@@ -23,7 +23,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tunelab.errors import SpecError, TunelabError
-from tunelab.readers import best_summary, best_trial, state_counts, trial_rows
+from tunelab.readers import best_summary, best_trial, state_counts, steps_reached, trial_rows
 from tunelab.storage import DEFAULT_STORAGE, get_storage
 from tunelab.trial import FrozenTrial, TrialState
 
@@ -84,6 +84,9 @@ def status(name: str, storage: StorageOption = None) -> None:
     counts = state_counts(trials)
     out.print(f"[bold]{record.name}[/]  {record.direction} {record.metric}  ({len(trials)} trials)")
     out.print("  " + "  ".join(f"{s.value.lower()}: {n}" for s, n in counts.items() if n))
+    rungs = steps_reached(trials)
+    if rungs:
+        out.print("  trials per rung: " + "  ".join(f"step {s}: {n}" for s, n in rungs.items()))
     best = best_trial(trials, record.direction)
     if best is not None:
         out.print(f"  best: trial {best.number}, {record.metric} = {best.value:.4g}  {best.params}")

@@ -18,7 +18,14 @@ from typing import Any
 
 from tunelab.trial import FrozenTrial, TrialState
 
-__all__ = ["best_summary", "best_trial", "state_counts", "trial_row", "trial_rows"]
+__all__ = [
+    "best_summary",
+    "best_trial",
+    "state_counts",
+    "steps_reached",
+    "trial_row",
+    "trial_rows",
+]
 
 
 def best_trial(trials: Iterable[FrozenTrial], direction: str) -> FrozenTrial | None:
@@ -40,6 +47,14 @@ def state_counts(trials: Iterable[FrozenTrial]) -> dict[TrialState, int]:
     for trial in trials:
         counts[trial.state] += 1
     return counts
+
+
+def steps_reached(trials: Iterable[FrozenTrial]) -> dict[int, int]:
+    """How many trials got at least as far as each step where one of them paused: under ASHA or
+    Hyperband, the trials per rung (a trial counts at every rung it passed)."""
+    reached = [t.last_step for t in trials if t.last_step is not None]
+    pauses = sorted({p for t in trials if (p := t.attrs.get("paused_at")) is not None})
+    return {step: sum(last >= step for last in reached) for step in pauses}
 
 
 def best_summary(name: str, metric: str, best: FrozenTrial) -> dict[str, Any]:
