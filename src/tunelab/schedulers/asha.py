@@ -96,32 +96,60 @@ class ASHAScheduler(Scheduler):
         return Decision.PAUSE if crossed else Decision.CONTINUE
 
     def resume_next(self, study: StudyView) -> FrozenTrial | None:
-        """The best promotable paused trial, from the highest rung that has one."""
-        paused = [t for t in study.trials if t.state is TrialState.PAUSED]
-        if not paused:
+        """The best promotable paused trial, from the highest rung that has one.
+
+        At each rung, only the best paused trial there can be next: it is promotable when fewer
+        than ``1 / reduction_factor`` of the trials that reached the rung rank above it. Two
+        passes over the trials, each trial's values at its rungs read once per snapshot: a study
+        of thousands of trials asks this at every free slot.
+        """
+        sign = 1.0 if study.direction == "maximize" else -1.0
+        best: dict[tuple[int, int], tuple[float, int, FrozenTrial]] = {}  # (bracket, level) ->
+        for trial in study.trials:
+            if trial.state is TrialState.PAUSED:
+                values = self._values(trial, study.metric)
+                if values and values[-1] is not None:
+                    place = (self.bracket(trial), len(values))
+                    score = sign * values[-1]
+                    if place not in best or score > best[place][0]:
+                        best[place] = (score, trial.number, trial)
+        if not best:
             return None
-        places = {(self.rung_of(t), self.bracket(t)) for t in paused}
-        for level, bracket in sorted(places, key=lambda lb: (-lb[0], lb[1])):
-            chosen = self._promotable(study, bracket, level)
-            if chosen is not None:
-                return chosen
+        reached = dict.fromkeys(best, 0)
+        above = dict.fromkeys(best, 0)
+        for trial in study.trials:
+            bracket = self.bracket(trial)
+            for level, value in enumerate(self._values(trial, study.metric), start=1):
+                place = (bracket, level)
+                if value is None or place not in best:
+                    continue
+                reached[place] += 1
+                score, number, _ = best[place]
+                above[place] += sign * value > score or (
+                    sign * value == score and trial.number < number
+                )
+        for place in sorted(best, key=lambda bl: (-bl[1], bl[0])):
+            if above[place] < int(reached[place] / self.reduction_factor):
+                return best[place][2]
         return None
 
-    def _promotable(self, study: StudyView, bracket: int, level: int) -> FrozenTrial | None:
-        rungs = _rungs(self.min_resource, self.max_resource, self.reduction_factor, bracket)
-        if level < 1 or level > len(rungs):
-            return None
-        rung = rungs[level - 1]
-        members = [t for t in study.trials if self.bracket(t) == bracket]
-        scored = [(v, t) for t in members if (v := _value_at(t, rung, study.metric)) is not None]
-        top = int(len(scored) / self.reduction_factor)
-        if top == 0:
-            return None
-        ranked = sorted(scored, key=lambda vt: vt[0], reverse=study.direction == "maximize")
-        for _, trial in ranked[:top]:
-            if trial.state is TrialState.PAUSED and self.rung_of(trial) == level:
-                return trial
-        return None
+    def _values(self, trial: FrozenTrial, metric: str) -> tuple[float | None, ...]:
+        """The trial's metric at each rung of its bracket it reached (None: bad value), cached
+        per trial snapshot: a FrozenTrial never changes, a new report makes a new one."""
+        cache = self.__dict__.setdefault("_values_", {})
+        known = cache.get(trial.id)
+        if known is not None and known[0] is trial and known[1] == metric:
+            return known[2]
+        rungs = _rungs(
+            self.min_resource, self.max_resource, self.reduction_factor, self.bracket(trial)
+        )
+        values = []
+        for rung in rungs:
+            if trial.last_step is None or trial.last_step < rung:
+                break
+            values.append(_value_at(trial, rung, metric))
+        cache[trial.id] = (trial, metric, tuple(values))
+        return cache[trial.id][2]
 
 
 class HyperbandScheduler(ASHAScheduler):
