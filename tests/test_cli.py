@@ -1,5 +1,7 @@
 """The command line as a user meets it: real processes, real training on bundled data."""
 
+import csv
+import io
 import json
 import os
 import signal
@@ -260,6 +262,17 @@ def test_status_and_trials_show_paused_trials_and_their_warnings(tmp_path):
     )
     assert [(r["state"], r["last_step"]) for r in rows] == [("PAUSED", 2)] * 3
     assert "without a checkpoint" in rows[0]["warnings"][0]
+    assert rows[0]["stopped"] == {
+        "decision": "PAUSE",
+        "step": 2,
+        "by": "PauseOnce",
+        "why": "paused by PauseOnce at step 2",
+    }
+    table = tunelab(
+        "trials", "p", "--storage", url, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}
+    )
+    assert table.returncode == 0, table.stderr
+    assert "stopped" in table.stdout and table.stdout.count("PauseOnce at step 2") == 3
 
 
 def one_line_exit_2(result):
@@ -389,3 +402,10 @@ def test_status_counts_trials_per_rung(tmp_path):
     expected = {r: sum(max(t.intermediate) >= r for t in study.trials) for r in (1, 3)}
     status = tunelab("status", "a", "--storage", url, cwd=tmp_path)
     assert f"trials per rung: step 1: {expected[1]}  step 3: {expected[3]}" in status.stdout
+    rows = tunelab("trials", "a", "--storage", url, "--format", "csv", cwd=tmp_path).stdout
+    paused = [r for r in csv.DictReader(io.StringIO(rows)) if r["state"] == "PAUSED"]
+    assert paused
+    for row in paused:  # counting reports every step: its steps are the step it paused at
+        assert row["stopped"] == f"asha at step {row['steps']}"
+        rung = {"1": 1, "3": 2}[row["steps"]]
+        assert row["why"].startswith(f"reached rung {rung} of 2 (step {row['steps']}); ")

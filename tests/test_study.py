@@ -100,6 +100,15 @@ def test_median_scheduler_prunes_and_reports_are_stored(url):
     assert all(len(t.intermediate) < 10 and t.value is not None for t in pruned)
     complete = [t for t in study.trials if t.state is TrialState.COMPLETE]
     assert all(sorted(t.intermediate) == list(range(1, 11)) for t in complete)
+    for trial in pruned:  # why each was pruned is stored with it, and only with them
+        stopped = trial.attrs["stopped"]
+        assert (stopped["decision"], stopped["step"], stopped["by"]) == (
+            "STOP",
+            trial.last_step,
+            "median",
+        )
+        assert stopped["why"].startswith("best score ") and "below the median" in stopped["why"]
+    assert not any("stopped" in t.attrs for t in complete)
 
 
 def test_seeds_and_directories(url, tmp_path):
@@ -273,6 +282,49 @@ def test_a_trial_paused_by_one_driver_is_resumed_by_another_in_a_worker_process(
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     assert all(sorted(t.intermediate) == [1, 2, 3, 4] for t in trials)
     assert all(t.retries == 0 and "warnings" not in t.attrs for t in trials)
+
+
+def test_a_pause_is_explained_once_and_the_explanation_ends_with_the_pause(url):
+    """The scheduler is asked why only when it pauses (never per CONTINUE report); a resumed
+    trial that completes keeps no stale reason."""
+    from tests.schedulers.pausing import PauseOnce
+    from tunelab.testing.executors import counting
+
+    asked = []
+
+    class Explained(PauseOnce):
+        def explain(self, trial, step, decision, study):
+            asked.append((trial.number, step, decision))
+            return f"trial {trial.number} waits"
+
+    space = {"steps": Categorical([4])}
+    first = Study("p", storage=url, scheduler=Explained(step=2, min_paused=None), seed=0)
+    first.optimize(counting, space, trials=3)
+    assert asked == [(n, 2, "PAUSE") for n in range(3)]
+    for trial in first.trials:
+        assert trial.state is TrialState.PAUSED
+        assert trial.attrs["stopped"] == {
+            "decision": "PAUSE",
+            "step": 2,
+            "by": "Explained",
+            "why": f"trial {trial.number} waits",
+        }
+    second = Study("p", storage=url, scheduler=Explained(step=2, min_paused=1), seed=0)
+    second.optimize(counting, space, trials=3)
+    assert len(asked) == 3
+    assert all(t.state is TrialState.COMPLETE and t.attrs["stopped"] is None for t in second.trials)
+
+
+def test_a_pause_at_the_last_step_completes_the_trial(url):
+    """counting declares its last step: a pause there is moot, nothing is paused or explained."""
+    from tests.schedulers.pausing import PauseOnce
+    from tunelab.testing.executors import counting
+
+    study = Study("p", storage=url, scheduler=PauseOnce(step=4, min_paused=None), seed=0)
+    study.optimize(counting, {"steps": Categorical([4])}, trials=3)
+    for trial in study.trials:
+        assert trial.state is TrialState.COMPLETE and trial.value == 4.0
+        assert "stopped" not in trial.attrs and "checkpoint" not in trial.attrs
 
 
 def test_a_pause_without_a_checkpoint_is_recorded_and_the_resume_starts_over(url):

@@ -102,7 +102,8 @@ def trials(
     storage: StorageOption = None,
     format: Annotated[Format, typer.Option("--format", help="table, csv or json.")] = Format.table,
 ) -> None:
-    """Every trial: number, state, value, params, duration, error."""
+    """Every trial: number, state, value, params, steps, where and why its scheduler paused or
+    stopped it (the full reason in csv and json), duration, error."""
     store = get_storage(storage or DEFAULT_STORAGE, create=False)
     record = store.get_study(name)
     rows = trial_rows(store.get_trials(record.id))
@@ -202,7 +203,8 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     params = sorted({k for r in rows for k in (r["params"] or {})})
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["number", "state", "value", *params, "steps", "seed", "duration_s", "error"])
+    after = ["steps", "stopped", "why", "seed", "duration_s", "error"]
+    writer.writerow(["number", "state", "value", *params, *after])
     for r in rows:
         writer.writerow(
             [
@@ -211,6 +213,8 @@ def _csv(rows: list[dict[str, Any]]) -> str:
                 r["value"],
                 *[(r["params"] or {}).get(p, "") for p in params],
                 r["steps"],
+                _stopped(r),
+                (r["stopped"] or {}).get("why", ""),
                 r["seed"],
                 r["duration_s"],
                 (r["error"] or "").strip(),
@@ -220,7 +224,7 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 
 def _table(rows: list[dict[str, Any]], metric: str) -> Table:
-    table = Table("#", "state", metric, "params", "steps", "seconds", "error")
+    table = Table("#", "state", metric, "params", "steps", "stopped", "seconds", "error")
     for r in rows:
         value = "" if r["value"] is None or not math.isfinite(r["value"]) else f"{r['value']:.4g}"
         error = (r["error"] or "").strip().splitlines() or r["warnings"][-1:]
@@ -230,10 +234,17 @@ def _table(rows: list[dict[str, Any]], metric: str) -> Table:
             value,
             ", ".join(f"{k}={_short(v)}" for k, v in (r["params"] or {}).items()),
             str(r["steps"]),
+            _stopped(r),
             "" if r["duration_s"] is None else f"{r['duration_s']:.1f}",
             error[-1] if error else "",
         )
     return table
+
+
+def _stopped(row: dict[str, Any]) -> str:
+    """Which scheduler paused or stopped a trial, and at which step (its rung under asha)."""
+    stopped = row["stopped"]
+    return "" if stopped is None else f"{stopped['by']} at step {stopped['step']}"
 
 
 def _short(value: Any) -> str:

@@ -72,7 +72,8 @@ def best_summary(name: str, metric: str, best: FrozenTrial) -> dict[str, Any]:
 
 
 def trial_row(trial: FrozenTrial) -> dict[str, Any]:
-    """One line of the trial table: plain JSON-ready values."""
+    """One line of the trial table: plain JSON-ready values. ``stopped`` is the scheduler's
+    reason for a PAUSED or PRUNED trial (decision, step, by, why), else None."""
     return {
         "number": trial.number,
         "state": trial.state.value,
@@ -86,7 +87,11 @@ def trial_row(trial: FrozenTrial) -> dict[str, Any]:
         "retries": trial.retries,
         "error": trial.error,
         "warnings": trial.attrs.get("warnings", []),
+        "stopped": trial.attrs.get("stopped") if trial.state in _STOPPED else None,
     }
+
+
+_STOPPED = (TrialState.PAUSED, TrialState.PRUNED)
 
 
 def trial_rows(trials: Sequence[FrozenTrial]) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from tunelab.errors import SpecError, StorageError, TunelabError
 from tunelab.executors import Executor, TrialOutcome, TrialTask, executor_for, make_executor
 from tunelab.executors.base import Objective
 from tunelab.readers import best_trial
-from tunelab.schedulers import Scheduler, StudyView, make_scheduler
+from tunelab.schedulers import SCHEDULERS, Scheduler, StudyView, make_scheduler
 from tunelab.space import Space
 from tunelab.storage import Storage, StudyRecord, TrialStateError, get_storage
 from tunelab.storage.base import StudyNameTaken, TrialNumberTaken
@@ -100,6 +100,8 @@ class Study:
             self.strategy.set_params(seed=self.seed)
         if "direction" in options:  # model-based strategies learn in the study's direction
             self.strategy.set_params(direction=self.direction)
+        if "metric" in options:  # ... and read the study's metric in reports
+            self.strategy.set_params(metric=self.metric)
         self.scheduler = clone(make_scheduler(scheduler))
         self.artifacts_dir = (
             Path(artifacts_dir) if artifacts_dir else _default_artifacts(self.storage)
@@ -384,6 +386,8 @@ class _Run:
         self.owner = f"{_HOST}:{os.getpid()}"
         self.view = study._view
         self.by_number: dict[int, int] = {}  # running trial number -> trial id
+        self.stops: dict[int, dict[str, Any]] = {}  # running trial number -> its last PAUSE/STOP
+        self.scheduler_name = _registered_name(study.scheduler)
         self.no_new_trials = False  # budget spent or strategy exhausted: run queued ones only
         self.order: _Order | None = None  # reproducible mode
         self._heartbeat = _Heartbeat(self.storage, lambda: list(self.by_number.values()))
@@ -555,6 +559,8 @@ class _Run:
 
     # Reports and outcomes ------------------------------------------------------------------------
     def on_report(self, number: int, step: int, metrics: dict[str, float]) -> Decision:
+        """Store the report and ask the scheduler; a PAUSE or STOP is kept with its reason until
+        the trial's outcome shows whether it took effect (it does not at the last step)."""
         trial_id = self.by_number[number]
         try:
             revision = self.storage.add_report(trial_id, step, metrics, self.owner)
@@ -565,7 +571,23 @@ class _Run:
         self.view.put(trial, revision)
         trials = self.view.trials if self.order is None else self.order.seen_by(self.view, trial)
         view = StudyView(self.study.metric, self.study.direction, trials)
-        return self.study.scheduler.on_report(trial, step, view)
+        decision = self.study.scheduler.on_report(trial, step, view)
+        if decision is not Decision.CONTINUE:  # rare: the hot path pays nothing for reasons
+            why = self.study.scheduler.explain(trial, step, decision, view)
+            self.stops[number] = {
+                "decision": decision.value,
+                "step": step,
+                "by": self.scheduler_name,
+                "why": why,
+            }
+        return decision
+
+    def stop_reason(self, number: int, state: TrialState) -> dict[str, Any] | None:
+        """The scheduler's reason for a trial that ends here PAUSED or PRUNED by its answer; None
+        for any other ending (a completed trial needs no reason, a failed one has its error)."""
+        stop = self.stops.pop(number, None)
+        expected = {TrialState.PAUSED: Decision.PAUSE, TrialState.PRUNED: Decision.STOP}
+        return stop if stop is not None and stop["decision"] == expected.get(state) else None
 
     def record(self, outcome: TrialOutcome) -> None:
         task = outcome.task
@@ -637,6 +659,7 @@ class _Run:
             ]
         attrs["checkpoint"] = checkpoint
         attrs["paused_at"] = trial.last_step
+        attrs["stopped"] = self.stop_reason(number, TrialState.PAUSED)
         self.by_number.pop(number, None)
         try:
             revision = self.storage.pause_trial(trial.id, self.owner, attrs)
@@ -665,6 +688,9 @@ class _Run:
         self.by_number.pop(number, None)
         if attrs and "warnings" in attrs:  # a resumed trial keeps the warnings of earlier runs
             attrs = {**attrs, "warnings": [*trial.attrs.get("warnings", []), *attrs["warnings"]]}
+        stopped = self.stop_reason(number, state)
+        if stopped is not None or trial.attrs.get("stopped"):  # a resumed trial's pause is over
+            attrs = {**(attrs or {}), "stopped": stopped}
         try:
             revision = self.storage.finish_trial(
                 trial.id, state, value, metrics, error, self.owner, attrs
@@ -705,6 +731,13 @@ class _Run:
             self.storage.requeue_trials(interrupted)
             self.view.sync(force=True)
         self.by_number.clear()
+        self.stops.clear()
+
+
+def _registered_name(scheduler: Scheduler) -> str:
+    """The spec name of a built-in scheduler ("asha"), else its class name."""
+    cls = type(scheduler)
+    return next((name for name, known in SCHEDULERS.items() if known is cls), cls.__name__)
 
 
 def _is_dead(trial: FrozenTrial, now: float) -> bool:

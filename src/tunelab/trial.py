@@ -48,7 +48,10 @@ class FrozenTrial:
 
     ``params`` holds only the active parameters: a conditional parameter whose condition is false
     is absent, never filled with a made-up value. ``intermediate`` maps step -> reported metrics.
-    ``revision`` is the study revision of the trial's last change in storage.
+    ``revision`` is the study revision of the trial's last change in storage. A trial its
+    scheduler paused or pruned has ``attrs["stopped"]``: ``{"decision", "step", "by", "why"}``
+    (by: the scheduler; why: its :meth:`~tunelab.schedulers.Scheduler.explain`); a resumed trial
+    that then ends otherwise has it cleared to None (its rungs are in ``intermediate``).
     """
 
     id: int
@@ -132,12 +135,17 @@ class Trial:
         self.checkpoint_step: int | None = None
         #: Things that went wrong without failing the trial; stored with it.
         self.warnings: list[str] = []
+        #: The step that ends this trial's training (its last epoch), when the objective knows
+        #: it: a scheduler's STOP or PAUSE at or past it is moot, so the trial ends COMPLETE.
+        self.final_step: int | None = None
 
     def report(self, step: int, **metrics: float) -> Decision:
         """Record metrics at ``step`` (an epoch, say) and learn whether to go on.
 
-        The answer is also what :meth:`should_stop` returns until the next report. Raises
-        :class:`~tunelab.errors.TrialTimeout` once the trial's time limit has passed.
+        The answer is also what :meth:`should_stop` returns until the next report. At or past
+        :attr:`final_step` it is always CONTINUE: the training is over, there is nothing left
+        to stop or pause. Raises :class:`~tunelab.errors.TrialTimeout` once the trial's time
+        limit has passed.
         """
         if not metrics:
             raise ValueError(
@@ -145,7 +153,10 @@ class Trial:
             )
         clean = {name: float(value) for name, value in metrics.items()}
         self.last_step, self.last_metrics = int(step), clean
-        self._decision = self._reporter(self.number, int(step), clean)
+        decision = self._reporter(self.number, int(step), clean)
+        if self.final_step is not None and self.last_step >= self.final_step:
+            decision = Decision.CONTINUE
+        self._decision = decision
         self._check_deadline()
         return self._decision
 

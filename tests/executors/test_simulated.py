@@ -6,7 +6,7 @@ from tunelab import Float, Study, TrialState
 from tunelab.clock import VirtualClock
 from tunelab.errors import TunelabError
 from tunelab.executors import SimulatedExecutor
-from tunelab.schedulers import ASHAScheduler
+from tunelab.schedulers import ASHAScheduler, MedianScheduler
 
 EPOCHS = 9
 
@@ -53,6 +53,32 @@ def test_promoted_trials_pay_only_for_the_steps_after_their_checkpoint():
     paid = sum((1 + 9 * t.params["x"]) * max(t.intermediate) for t in trials)
     assert study.clock.now() == pytest.approx(paid), "a resumed trial never re-trains its epochs"
     assert {t.state for t in trials} == {TrialState.COMPLETE, TrialState.PAUSED}
+
+
+def test_paused_trials_say_which_rung_they_reached():
+    asha = ASHAScheduler(min_resource=1, max_resource=EPOCHS, reduction_factor=3)
+    paused = [t for t in simulate(trials=27, scheduler=asha).trials if t.state is TrialState.PAUSED]
+    assert paused
+    for trial in paused:
+        rung = {1: 1, 3: 2}[trial.last_step]
+        assert trial.attrs["stopped"] == {
+            "decision": "PAUSE",
+            "step": trial.last_step,
+            "by": "asha",
+            "why": f"reached rung {rung} of 2 (step {trial.last_step}); "
+            "resumes if it ranks in the top 1/3 there",
+        }
+
+
+def test_a_stop_at_the_last_step_completes_the_trial():
+    """The median rule checks only the last epoch here: every trial below the median is told
+    to stop when its training is already over."""
+    median = MedianScheduler(warmup_steps=EPOCHS, min_trials=1)
+    study = simulate(trials=10, scheduler=median)
+    assert all(t.state is TrialState.COMPLETE for t in study.trials)
+    assert not any("stopped" in t.attrs for t in study.trials)
+    pruned = simulate(trials=10, scheduler=MedianScheduler(warmup_steps=EPOCHS - 1, min_trials=1))
+    assert TrialState.PRUNED in {t.state for t in pruned.trials}, "a step earlier, it prunes"
 
 
 def test_a_seeded_simulation_reproduces_exactly():

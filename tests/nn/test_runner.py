@@ -103,3 +103,31 @@ def test_the_runner_trains_what_the_parts_give_it(tmp_path, make_reporter):
     assert runner.epochs_kept(config, given, 5, fold) == 1 + max(
         range(8), key=lambda i: -metrics(reporter)[i]["val_loss"]
     )
+
+
+@pytest.mark.parametrize("answer", ["stop_at", "pause_at"])
+def test_a_stop_or_pause_at_the_last_epoch_leaves_a_finished_training(
+    tmp_path, objective, make_reporter, answer
+):
+    expected = objective(Trial(0, {}, 5, tmp_path / "straight", make_reporter()))
+    reporter = make_reporter(**{answer: FIXED["epochs"]})
+    trial = Trial(0, {}, 5, tmp_path / "trial-0", reporter)
+    assert objective(trial) == expected and reporter.steps == list(range(1, 9))
+    assert not trial.should_stop() and trial.checkpoint_step is None
+
+
+def test_the_median_rule_at_the_last_epoch_prunes_nothing(tmp_path):
+    """It checks only the last epoch here, where every training is over: all trials complete
+    (they were labelled PRUNED before), and one epoch earlier it does prune."""
+    from tunelab import Float, Study, TrialState
+    from tunelab.schedulers import MedianScheduler
+
+    def run(warmup_steps):
+        objective = NetworkObjective({"source": "iris"}, fixed={"epochs": 3}, device="cpu")
+        study = Study(f"m{warmup_steps}", f"sqlite:///{tmp_path}/m.db", metric="val_accuracy",
+                      scheduler=MedianScheduler(warmup_steps, min_trials=1), seed=0)  # fmt: skip
+        study.optimize(objective, {"lr": Float(1e-4, 0.3, log=True)}, trials=6)
+        return {t.state for t in study.trials}
+
+    assert run(warmup_steps=3) == {TrialState.COMPLETE}
+    assert TrialState.PRUNED in run(warmup_steps=2)

@@ -69,6 +69,21 @@ def test_a_report_that_jumps_over_a_rung_pauses_and_a_restart_does_not_pause_aga
     assert [asha.on_report(restarted, s, view) for s in (1, 2, 6)] == [Decision.CONTINUE] * 3
 
 
+@pytest.mark.parametrize(
+    ("scheduler", "number", "step", "why"),
+    [
+        (ASHAScheduler(1, 9, 3), 0, 3, "reached rung 2 of 2 (step 3); resumes if it ranks in the top 1/3 there"),
+        (ASHAScheduler(2, None, 2.5), 0, 5, "reached rung 2 (step 5); resumes if it ranks in the top 1/2.5 there"),
+        (HyperbandScheduler(1, 27, 3), 5, 3, "reached rung 1 of 2 (step 3) in bracket 1; resumes if it ranks in the top 1/3 there"),
+    ],
+)  # fmt: skip
+def test_a_pause_is_explained_by_the_rung_reached(scheduler, number, step, why):
+    me = trial(number, [0.5] * step, TrialState.RUNNING)
+    view = StudyView("acc", "maximize", [me])
+    assert scheduler.on_report(me, step, view) is Decision.PAUSE
+    assert scheduler.explain(me, step, Decision.PAUSE, view) == why
+
+
 @pytest.mark.parametrize("eta", [2, 3, 4])
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
 def test_the_best_1_in_eta_of_a_rung_are_promoted_one_by_one(eta, direction):

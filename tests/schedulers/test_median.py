@@ -111,6 +111,31 @@ def test_minimize_direction():
     )
 
 
+@pytest.mark.parametrize(
+    ("direction", "curve", "others", "why"),
+    [
+        (
+            "maximize",
+            [0.1, 0.3, 0.2],
+            [0.5, 0.6, 0.7],
+            "best acc 0.3 by step 2, below the median 0.7",
+        ),
+        (
+            "minimize",
+            [2.0, 1.9, 1.8],
+            [1.0, 0.8, 0.6],
+            "best acc 1.8 by step 2, above the median 0.6",
+        ),
+    ],
+)
+def test_explains_a_stop_by_the_values_it_compared(direction, curve, others, why):
+    trial = running(curve)
+    view = StudyView("acc", direction, [*[finished(i, others) for i in range(4)], trial])
+    scheduler = MedianScheduler(warmup_steps=0, min_trials=3)
+    assert scheduler.on_report(trial, 2, view) is Decision.STOP
+    assert scheduler.explain(trial, 2, Decision.STOP, view) == why + " of 4 other trials there"
+
+
 def test_interval():
     trial = running([0.1] * 5)
     assert decide(trial, 3, warmup_steps=2, min_trials=1, interval=2) is Decision.CONTINUE

@@ -112,13 +112,12 @@ class SimulatedExecutor(Executor):
             self._clock.advance(max(0.0, due.at - self._clock.now()))
             metrics = dict(due.curve[due.step - 1][1])
             decision = on_report(due.number, due.step, metrics)
-            last = due.step == len(due.curve)
-            if decision is Decision.PAUSE and not last:
+            if due.step == len(due.curve):  # the training is over, whatever the scheduler says
+                return [TrialOutcome(due.task, TrialState.COMPLETE, metrics, metrics)]
+            if decision is Decision.PAUSE:
                 return [TrialOutcome(due.task, TrialState.PAUSED, None, metrics, None, due.step)]
             if decision is Decision.STOP:
                 return [TrialOutcome(due.task, TrialState.PRUNED, None, metrics)]
-            if last:
-                return [TrialOutcome(due.task, TrialState.COMPLETE, metrics, metrics)]
             self._schedule(due.task, due.curve, due.step + 1, self._clock.now())
         return []
 

@@ -69,6 +69,7 @@ class TrialRunner:
         A pause saves the trainer's state with ``trial.save_checkpoint`` and returns; a trial
         with ``resumed_from`` set loads it and goes on with the next epoch (or starts again from
         the first when ``trial.load_checkpoint`` finds no usable checkpoint, which it records).
+        The last epoch is the trial's ``final_step``: a stop or pause there leaves it complete.
 
         Args:
             trial: the trial; its seed sets the weights, the batch order and dropout.
@@ -88,6 +89,7 @@ class TrialRunner:
             trainer, _ = self.trainer(config, params, trial.seed, fold.train, fold.val, hooks)
             return trainer, stopper
 
+        trial.final_step = config["epochs"]
         trainer, stopper = fresh()
         state = trial.load_checkpoint()
         if state is not None:

@@ -95,6 +95,21 @@ class ASHAScheduler(Scheduler):
         crossed = any(before < r <= step for r in rungs)
         return Decision.PAUSE if crossed else Decision.CONTINUE
 
+    def explain(self, trial: FrozenTrial, step: int, decision: Decision, study: StudyView) -> str:
+        """Which rung the paused trial reached and what promotes it, e.g. "reached rung 2 of 3
+        (step 3) in bracket 0; resumes if it ranks in the top 1/3 there"."""
+        bracket = self.bracket(trial)
+        rungs = _rungs(self.min_resource, self.max_resource, self.reduction_factor, bracket)
+        level = bisect.bisect_right(rungs, step)
+        if decision is not Decision.PAUSE or level == 0:
+            return super().explain(trial, step, decision, study)
+        of = f" of {len(rungs)}" if self.max_resource is not None else ""
+        where = f" in bracket {bracket}" if self.brackets > 1 else ""
+        return (
+            f"reached rung {level}{of} (step {rungs[level - 1]}){where}; resumes if it ranks in "
+            f"the top 1/{self.reduction_factor:g} there"
+        )
+
     def resume_next(self, study: StudyView) -> FrozenTrial | None:
         """The best promotable paused trial, from the highest rung that has one.
 

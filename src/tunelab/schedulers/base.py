@@ -39,6 +39,16 @@ class Scheduler(ParamsMixin, abc.ABC):
     @abc.abstractmethod
     def on_report(self, trial: FrozenTrial, step: int, study: StudyView) -> Decision: ...
 
+    def explain(self, trial: FrozenTrial, step: int, decision: Decision, study: StudyView) -> str:
+        """Why ``on_report`` answered ``decision`` (PAUSE or STOP) here, in one short sentence
+        that ``tunelab trials`` shows with the trial.
+
+        The driver asks only when a trial is paused or stopped, with the same arguments it
+        passed to ``on_report``, so the answer may recompute what the decision was made from.
+        """
+        done = "paused" if decision is Decision.PAUSE else "stopped"
+        return f"{done} by {type(self).__name__} at step {step}"
+
     def resume_next(self, study: StudyView) -> FrozenTrial | None:
         """The PAUSED trial to run next, or None to start a new trial instead.
 

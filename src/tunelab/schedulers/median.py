@@ -46,9 +46,31 @@ class MedianScheduler(Scheduler):
     def on_report(self, trial: FrozenTrial, step: int, study: StudyView) -> Decision:
         if not self._checks_at(trial, step):
             return Decision.CONTINUE
+        compared = self._compare(trial, step, study)
+        if compared is None:
+            return Decision.CONTINUE
+        own, median, _ = compared
+        return Decision.STOP if study.better(median, own) else Decision.CONTINUE
+
+    def explain(self, trial: FrozenTrial, step: int, decision: Decision, study: StudyView) -> str:
+        compared = self._compare(trial, step, study)
+        if compared is None:
+            return super().explain(trial, step, decision, study)
+        own, median, n_others = compared
+        side = "below" if study.direction == "maximize" else "above"
+        return (
+            f"best {study.metric} {own:.4g} by step {step}, {side} the median {median:.4g} "
+            f"of {n_others} other trials there"
+        )
+
+    def _compare(
+        self, trial: FrozenTrial, step: int, study: StudyView
+    ) -> tuple[float, float, int] | None:
+        """The trial's best value up to ``step``, the median of the others' and how many others
+        there are; None when the rule does not apply (a diverged trial, too few others)."""
         own = _best_up_to(trial, study, step)
         if own is None:  # diverged values are the executor's business, not the median's
-            return Decision.CONTINUE
+            return None
         others = [
             best
             for t in study.trials
@@ -58,9 +80,8 @@ class MedianScheduler(Scheduler):
             and (best := _best_up_to(t, study, step)) is not None
         ]
         if len(others) < self.min_trials:
-            return Decision.CONTINUE
-        median = statistics.median(others)
-        return Decision.STOP if study.better(median, own) else Decision.CONTINUE
+            return None
+        return own, statistics.median(others), len(others)
 
     def _checks_at(self, trial: FrozenTrial, step: int) -> bool:
         """Whether this report reaches a check point the trial's previous report had not."""

@@ -14,7 +14,9 @@ from tunelab.trial import Decision, TrialState
 
 def counting(trial):
     """Reports steps 1..params['steps'] (after ``resumed_from``), pausing or stopping when told;
-    saves a checkpoint when paused; returns the last step reached."""
+    saves a checkpoint when paused; returns the last step reached. Declares its last step, as a
+    training loop that knows its epochs does."""
+    trial.final_step = trial.params["steps"]
     start = (trial.resumed_from or 0) + 1
     if trial.resumed_from is not None and trial.load_checkpoint() is None:
         start = 1
@@ -120,6 +122,22 @@ class ExecutorContract:
         (resumed,) = self.run_all(executor, counting, [again], record)
         assert steps == [3, 4, 5] and resumed.state is TrialState.COMPLETE
         assert resumed.result == 5.0 and resumed.warnings == ()
+
+    def test_a_stop_or_pause_at_the_last_step_completes_the_trial(self, executor, tmp_path):
+        """The training is over by then: a pruned or paused label would hide a finished trial."""
+
+        def on_report(number, step, metrics):
+            if step == 3:
+                return Decision.STOP if number == 0 else Decision.PAUSE
+            return Decision.CONTINUE
+
+        tasks = [self.task(n, tmp_path, steps=3) for n in range(2)]
+        outcomes = self.run_all(executor, counting, tasks, on_report)
+        assert sorted((o.task.number, o.state, o.result) for o in outcomes) == [
+            (0, TrialState.COMPLETE, 3.0),
+            (1, TrialState.COMPLETE, 3.0),
+        ]
+        assert all(o.checkpoint_step is None for o in outcomes)
 
     def test_a_resume_without_its_checkpoint_starts_over_with_a_warning(self, executor, tmp_path):
         (outcome,) = self.run_all(executor, counting, [self.task(0, tmp_path, 4, 2, steps=3)])

@@ -59,6 +59,16 @@ class SchedulerContract:
         fresh = [clone(scheduler).on_report(trial, step, view) for trial, step, view in cases]
         assert seen == fresh
 
+    def test_explains_every_pause_and_stop(self, scheduler):
+        """The reason stored with a paused or pruned trial: a sentence, the same from a fresh
+        copy (a study resumed in another process explains alike)."""
+        for trial, step, view in study_views():
+            decision = scheduler.on_report(trial, step, view)
+            if decision is not Decision.CONTINUE:
+                why = scheduler.explain(trial, step, decision, view)
+                assert isinstance(why, str) and why.strip(), (trial.number, step, decision)
+                assert clone(scheduler).explain(trial, step, decision, view) == why
+
     def test_resumes_only_paused_trials_of_the_view(self, scheduler):
         for _, _, view in study_views():
             chosen = scheduler.resume_next(view)
