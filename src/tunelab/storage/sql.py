@@ -13,6 +13,7 @@ Trial writes are single conditional UPDATEs (state and owner in the WHERE clause
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import random
@@ -119,8 +120,99 @@ def _upgrade_1_to_2(conn: sa.Connection) -> None:
 _UPGRADES = {1: _upgrade_1_to_2}
 
 _SCHEMA_LOCK = 0x7475_6E65  # "tune": the advisory lock id under which the schema is prepared
-_ALL_STATES = [state.value for state in TrialState]
+_ALL_STATES = tuple(state.value for state in TrialState)
 _RUNNING = TrialState.RUNNING.value
+_WAITING = TrialState.WAITING.value
+_PAUSED = TrialState.PAUSED.value
+#: For each state, the states a trial may move to it from.
+_SOURCES = {
+    to: tuple(s.value for s, targets in TRANSITIONS.items() if to in targets) for to in TrialState
+}
+
+# Prebuilt statements. Building a SQLAlchemy statement costs several times what running it on SQLite
+# does, so the frequent ones are built once, with bound parameters; SQLAlchemy also compiles each
+# once. An INSERT or an UPDATE given no values takes them, and its columns, from the parameters it
+# is executed with (so no WHERE parameter is named after a column of the table written).
+
+
+def _one_of(column: sa.ColumnElement, values: Iterable[str]) -> sa.ColumnElement[bool]:
+    """``column IN values`` for values fixed when the statement is built: plain bound values,
+    which spares SQLAlchemy expanding an IN list at every execution."""
+    return sa.or_(*(column == value for value in values))
+
+
+def _bump_revision(study_id: sa.ColumnElement) -> sa.Update:
+    return (
+        studies.update()
+        .where(studies.c.id == study_id)
+        .values(revision=studies.c.revision + 1)
+        .returning(studies.c.revision)
+    )
+
+
+_BUMP = _bump_revision(sa.bindparam("study_id"))
+_BUMP_BY_TRIAL = _bump_revision(
+    sa.select(trials.c.study_id).where(trials.c.id == sa.bindparam("trial_id")).scalar_subquery()
+)
+_STUDY_REVISION = sa.select(studies.c.revision).where(studies.c.id == sa.bindparam("study_id"))
+_TRIAL = trials.select().where(trials.c.id == sa.bindparam("trial_id"))
+_TRIAL_ATTRS = sa.select(trials.c.attrs).where(trials.c.id == sa.bindparam("trial_id"))
+_NEXT_WAITING = (
+    sa.select(trials.c.id)
+    .where(trials.c.study_id == sa.bindparam("study_id"), trials.c.state == _WAITING)
+    .order_by(trials.c.number)
+    .limit(1)
+)
+#: Claims of a WAITING trial, and of one that may also be PAUSED (a resume).
+_CLAIM = {
+    claimable: trials.update()
+    .where(trials.c.id == sa.bindparam("trial_id"), _one_of(trials.c.state, claimable))
+    .values(started_at=sa.func.coalesce(trials.c.started_at, sa.bindparam("now", type_=sa.Float)))
+    for claimable in [(_WAITING,), (_WAITING, _PAUSED)]
+}
+_INSERT_TRIAL = trials.insert()
+_INSERT_REPORT = reports.insert()
+_DELETE_REPORT = reports.delete().where(
+    reports.c.trial_id == sa.bindparam("trial_id"), reports.c.step == sa.bindparam("step")
+)
+
+
+@functools.cache
+def _guarded_update(sources: tuple[str, ...], retry: bool) -> sa.Update:
+    """The UPDATE of trial ``trial_id`` that writes it only in one of ``sources`` and, while it is
+    RUNNING, only for its owner ``writer``; with ``retry`` it counts one more retry."""
+    update = trials.update().where(
+        trials.c.id == sa.bindparam("trial_id"),
+        _one_of(trials.c.state, sources),
+        # not "=": a writer of None must match an owner of NULL, as check_transition has it
+        sa.or_(
+            trials.c.state != _RUNNING,
+            trials.c.owner.is_not_distinct_from(sa.bindparam("writer")),
+        ),
+    )
+    return update.values(retries=trials.c.retries + 1) if retry else update
+
+
+def _trial_queries(*where: sa.ColumnElement[bool]) -> tuple[sa.Select, sa.Select]:
+    """The trials that match ``where`` in number order, and their reports by trial and step."""
+    return (
+        trials.select().where(*where).order_by(trials.c.number),
+        sa.select(reports.c.trial_id, reports.c.step, reports.c.metrics)
+        .where(reports.c.trial_id.in_(sa.select(trials.c.id).where(*where)))
+        .order_by(reports.c.trial_id, reports.c.step),
+    )
+
+
+_IN_STUDY = trials.c.study_id == sa.bindparam("study_id")
+_CHANGED_TRIALS = _trial_queries(_IN_STUDY, trials.c.revision > sa.bindparam("after_revision"))
+
+
+@functools.cache
+def _trials_in(states: tuple[str, ...] | None) -> tuple[sa.Select, sa.Select]:
+    """:func:`_trial_queries` for a study's trials in ``states`` (None: all of them)."""
+    if states is None:
+        return _trial_queries(_IN_STUDY)
+    return _trial_queries(_IN_STUDY, _one_of(trials.c.state, states))
 
 
 class _Row(SimpleNamespace):
@@ -407,15 +499,13 @@ class SQLStorage(Storage):
 
     # Trials --------------------------------------------------------------------------------------
     @staticmethod
-    def _bump(conn: sa.Connection, study_id: int | sa.ScalarSelect) -> int:
-        """Take the study's next revision. The UPDATE also locks the study row, which serialises
-        trial numbering per study on PostgreSQL (SQLite holds its write lock from BEGIN IMMEDIATE)."""
-        return conn.execute(
-            studies.update()
-            .where(studies.c.id == study_id)
-            .values(revision=studies.c.revision + 1)
-            .returning(studies.c.revision)
-        ).scalar_one()
+    def _bump(conn: sa.Connection, study_id: int | None = None, trial_id: int | None = None) -> int:
+        """Take the next revision of the study (or of trial ``trial_id``'s). The UPDATE also locks
+        the study row, which serialises trial numbering per study on PostgreSQL (SQLite holds its
+        write lock from BEGIN IMMEDIATE)."""
+        if trial_id is None:
+            return conn.execute(_BUMP, {"study_id": study_id}).scalar_one()
+        return conn.execute(_BUMP_BY_TRIAL, {"trial_id": trial_id}).scalar_one()
 
     def _write(
         self,
@@ -424,33 +514,28 @@ class SQLStorage(Storage):
         to: TrialState | None,
         writer: str | None,
         attrs: Mapping[str, Any] | None = None,
-        sources: list[str] | None = None,
+        sources: tuple[str, ...] = (_RUNNING,),
+        retry: bool = False,
         **values: Any,
     ) -> int:
         """Change one trial under the study's next revision, if its state and owner allow it.
 
         ``to`` is the new state, or None for a write that keeps it: reports and params (RUNNING
         trials only, unless ``sources`` says otherwise); ``writer`` the process writing, which
-        must own the trial while it is RUNNING. One conditional UPDATE: a trial another process
-        moved meanwhile is not touched, and TrialStateError says why. Returns the revision taken.
+        must own the trial while it is RUNNING; ``retry`` counts one more retry (a re-queue).
+        One conditional UPDATE: a trial another process moved meanwhile is not touched, and
+        TrialStateError says why. Returns the revision taken.
         """
         if to is not None:
-            sources = [s.value for s, targets in TRANSITIONS.items() if to in targets]
+            sources = _SOURCES[to]
             values["state"] = to.value
-        sources = sources or [_RUNNING]
         if attrs:
-            stored = conn.execute(sa.select(trials.c.attrs).where(trials.c.id == trial_id)).scalar()
+            stored = conn.execute(_TRIAL_ATTRS, {"trial_id": trial_id}).scalar()
             values["attrs"] = _dumps({**_loads(stored, {}), **attrs})
-        study_id = sa.select(trials.c.study_id).where(trials.c.id == trial_id).scalar_subquery()
-        revision = self._bump(conn, study_id)
+        revision = self._bump(conn, trial_id=trial_id)
+        values.update(revision=revision, updated_at=self.clock.now())
         written = conn.execute(
-            trials.update()
-            .where(
-                trials.c.id == trial_id,
-                trials.c.state.in_(sources),
-                sa.or_(trials.c.state != _RUNNING, trials.c.owner == writer),
-            )
-            .values(revision=revision, updated_at=self.clock.now(), **values)
+            _guarded_update(sources, retry), {"trial_id": trial_id, "writer": writer, **values}
         ).rowcount
         if written != 1:
             raise self._refusal(conn, trial_id, to, writer)
@@ -459,7 +544,7 @@ class SQLStorage(Storage):
     def _refusal(
         self, conn: sa.Connection, trial_id: int, to: TrialState | None, owner: str | None
     ) -> StorageError:
-        row = conn.execute(trials.select().where(trials.c.id == trial_id)).first()
+        row = conn.execute(_TRIAL, {"trial_id": trial_id}).first()
         if row is None:
             return StorageError(f"no trial with id {trial_id} in {self.url}")
         error = check_transition(self._trial(row, {}), to, owner)
@@ -494,45 +579,35 @@ class SQLStorage(Storage):
                     updated_at=self.clock.now(),
                 )
             ).inserted_primary_key[0]
-        return self._get_trial(trial_id=trial_id)
+        return self._get_trial(None, trial_id)
 
     def claim_trial(
         self, study_id: int, owner: str, trial_id: int | None = None
     ) -> FrozenTrial | None:
-        claimable = [TrialState.WAITING.value]
-        if trial_id is not None:
-            claimable.append(TrialState.PAUSED.value)
+        claim = _CLAIM[(_WAITING,) if trial_id is None else (_WAITING, _PAUSED)]
         with self._begin() as conn:
             while True:
                 target = trial_id
                 if target is None:
-                    target = conn.execute(
-                        sa.select(trials.c.id)
-                        .where(
-                            trials.c.study_id == study_id,
-                            trials.c.state == TrialState.WAITING.value,
-                        )
-                        .order_by(trials.c.number)
-                        .limit(1)
-                    ).scalar()
+                    target = conn.execute(_NEXT_WAITING, {"study_id": study_id}).scalar()
                     if target is None:
                         return None
                 now = self.clock.now()
                 revision = self._bump(conn, study_id)
                 taken = conn.execute(
-                    trials.update()
-                    .where(trials.c.id == target, trials.c.state.in_(claimable))
-                    .values(
-                        state=_RUNNING,
-                        owner=owner,
-                        started_at=sa.func.coalesce(trials.c.started_at, now),
-                        heartbeat_at=now,
-                        updated_at=now,
-                        revision=revision,
-                    )
+                    claim,
+                    {
+                        "trial_id": target,
+                        "now": now,
+                        "state": _RUNNING,
+                        "owner": owner,
+                        "heartbeat_at": now,
+                        "updated_at": now,
+                        "revision": revision,
+                    },
                 ).rowcount
                 if taken:
-                    return self._get_trial(conn, trial_id=target)
+                    return self._get_trial(conn, target)
                 if trial_id is not None:  # another process resumed it first
                     return None
                 # another process claimed that one between our read and our write: next one
@@ -567,7 +642,7 @@ class SQLStorage(Storage):
         try:
             with self._begin() as conn:
                 values["revision"] = self._bump(conn, study_id)
-                trial_id = conn.execute(trials.insert().values(**values)).inserted_primary_key[0]
+                trial_id = conn.execute(_INSERT_TRIAL, values).inserted_primary_key[0]
         except IntegrityError as exc:
             raise TrialNumberTaken(f"trial number {number} is taken") from exc
         row = _Row(id=trial_id, metrics=None, value=None, error=None, finished_at=None, attrs=None)
@@ -595,16 +670,15 @@ class SQLStorage(Storage):
     def add_report(self, trial_id: int, step: int, metrics: Mapping[str, float], owner: str) -> int:
         with self._begin() as conn:
             revision = self._write(conn, trial_id, None, owner)
+            conn.execute(_DELETE_REPORT, {"trial_id": trial_id, "step": step})
             conn.execute(
-                reports.delete().where(reports.c.trial_id == trial_id, reports.c.step == step)
-            )
-            conn.execute(
-                reports.insert().values(
-                    trial_id=trial_id,
-                    step=step,
-                    metrics=_dumps(dict(metrics)),
-                    created_at=self.clock.now(),
-                )
+                _INSERT_REPORT,
+                {
+                    "trial_id": trial_id,
+                    "step": step,
+                    "metrics": _dumps(dict(metrics)),
+                    "created_at": self.clock.now(),
+                },
             )
             return revision
 
@@ -664,17 +738,14 @@ class SQLStorage(Storage):
                         trial.id,
                         TrialState.WAITING,
                         trial.owner,
+                        retry=True,
                         owner=None,
-                        retries=trials.c.retries + 1,
                         started_at=None,
                         heartbeat_at=None,
                     )
                 except TrialStateError:
                     continue  # finished, or taken over by another process meanwhile
-                attrs = _loads(
-                    conn.execute(sa.select(trials.c.attrs).where(trials.c.id == trial.id)).scalar(),
-                    {},
-                )
+                attrs = _loads(conn.execute(_TRIAL_ATTRS, {"trial_id": trial.id}).scalar(), {})
                 kept = (attrs.get("checkpoint") or {}).get("step")
                 dropped = reports.c.trial_id == trial.id
                 if kept is not None:
@@ -686,47 +757,39 @@ class SQLStorage(Storage):
     def get_trials(
         self, study_id: int, states: Iterable[TrialState] | None = None
     ) -> list[FrozenTrial]:
-        where = [trials.c.study_id == study_id]
-        if states is not None:
-            where.append(trials.c.state.in_([s.value for s in states]))
+        queries = _trials_in(None if states is None else tuple(sorted({s.value for s in states})))
         with self._begin(read_only=True) as conn:
-            return self._select_trials(conn, where)
+            return self._select_trials(conn, queries, {"study_id": study_id})
 
     def changes(self, study_id: int, after_revision: int) -> tuple[list[FrozenTrial], int]:
         with self._begin(read_only=True) as conn:
-            revision = conn.execute(
-                sa.select(studies.c.revision).where(studies.c.id == study_id)
-            ).scalar_one()
+            revision = conn.execute(_STUDY_REVISION, {"study_id": study_id}).scalar_one()
             if revision == after_revision:
                 return [], revision
-            where = [trials.c.study_id == study_id, trials.c.revision > after_revision]
-            return self._select_trials(conn, where), revision
+            params = {"study_id": study_id, "after_revision": after_revision}
+            return self._select_trials(conn, _CHANGED_TRIALS, params), revision
 
-    def _select_trials(self, conn: sa.Connection, where: list) -> list[FrozenTrial]:
-        rows = conn.execute(trials.select().where(*where).order_by(trials.c.number)).all()
-        report_rows = conn.execute(
-            sa.select(reports.c.trial_id, reports.c.step, reports.c.metrics)
-            .where(reports.c.trial_id.in_(sa.select(trials.c.id).where(*where)))
-            .order_by(reports.c.trial_id, reports.c.step)
-        ).all()
+    def _select_trials(
+        self,
+        conn: sa.Connection,
+        queries: tuple[sa.Select, sa.Select],
+        params: Mapping[str, Any],
+    ) -> list[FrozenTrial]:
+        """The trials that ``queries`` (from :func:`_trial_queries`) find, with their reports."""
+        trial_query, report_query = queries
+        rows = conn.execute(trial_query, params).all()
+        report_rows = conn.execute(report_query, params).all()
         intermediate: dict[int, dict[int, dict[str, float]]] = {}
         for trial_id, step, metrics in report_rows:
             intermediate.setdefault(trial_id, {})[step] = json.loads(metrics)
         return [self._trial(row, intermediate.get(row.id, {})) for row in rows]
 
-    def _get_trial(
-        self, conn: sa.Connection | None = None, trial_id: int | None = None, **key: int
-    ) -> FrozenTrial:
-        """One trial without reports, by id or by (study_id, number)."""
-        where = (
-            [trials.c.id == trial_id]
-            if trial_id is not None
-            else [getattr(trials.c, k) == v for k, v in key.items()]
-        )
+    def _get_trial(self, conn: sa.Connection | None, trial_id: int) -> FrozenTrial:
+        """One trial without reports."""
         if conn is None:
             with self._begin(read_only=True) as conn:
-                return self._get_trial(conn, trial_id, **key)
-        return self._trial(conn.execute(trials.select().where(*where)).one(), {})
+                return self._get_trial(conn, trial_id)
+        return self._trial(conn.execute(_TRIAL, {"trial_id": trial_id}).one(), {})
 
     @staticmethod
     def _trial(row: Any, intermediate: dict[int, dict[str, float]]) -> FrozenTrial:
