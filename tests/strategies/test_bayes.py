@@ -161,3 +161,38 @@ def test_a_pruned_trial_ranks_below_every_complete_one():
     (proposal,) = BayesSearch(seed=0, n_initial=2).ask(space, history, [8])
     # Modelled at 5.0, the pruned trial would draw the proposal next to it, predicted far above 1.
     assert proposal.info["predicted_mean"] <= max(t.value for t in complete) + 0.2
+
+
+def curve(number, x, steps, state, final=None):
+    """A trial of the 1-d space below whose accuracy at step s is x * s / 9."""
+    reports = {s: {"value": x * s / 9} for s in range(1, steps + 1)}
+    return FrozenTrial(id=number + 1, number=number, state=state, params={"x": x},
+                       value=final, intermediate=reports)  # fmt: skip
+
+
+def test_with_early_stops_it_learns_at_the_highest_step_enough_trials_reached():
+    """As BOHB does: every trial that got to that step counts, scored there, whatever its state;
+    pruned ones below it rank under them, paused ones below it may still come back: left out."""
+    space = Space({"x": Float(0, 1)})
+    xs = np.linspace(0.05, 0.95, 14)
+    history = [curve(n, x, 1, TrialState.PAUSED) for n, x in enumerate(xs[:6])]
+    history += [curve(n, x, 3, TrialState.PAUSED) for n, x in enumerate(xs[6:11], start=6)]
+    history += [curve(11, xs[11], 2, TrialState.PRUNED)]
+    history += [curve(n, x, 9, TrialState.COMPLETE, x) for n, x in ((12, xs[12]), (13, xs[13]))]
+    (proposal,) = BayesSearch(seed=0, n_initial=5).ask(space, history, [14])
+    assert proposal.info["step"] == 3, "7 trials reached step 3, only 2 step 9"
+    assert proposal.info["n_observations"] == 7 + 1, "7 scored at step 3, the pruned one below"
+
+
+def test_early_finishers_do_not_steer_the_search():
+    """The trap of TPE with successive halving: two mediocre trials that happened to finish
+    first rank above every stopped one. Here the model compares all trials at step 1, where
+    the stopped ones show the way to large x."""
+    space = Space({"x": Float(0, 1)})
+    history = [curve(n, x, 9, TrialState.COMPLETE, x) for n, x in ((0, 0.1), (1, 0.2))]
+    history += [
+        curve(n, x, 1, TrialState.PAUSED) for n, x in enumerate(np.linspace(0.0, 0.9, 12), start=2)
+    ]
+    (proposal,) = BayesSearch(seed=0, n_initial=5).ask(space, history, [14])
+    assert proposal.info["step"] == 1
+    assert proposal.params["x"] > 0.7
