@@ -34,8 +34,11 @@ class ASHAScheduler(Scheduler):
         max_resource: the steps of a full training; no rung at or above it, so a promoted trial
             runs to its end. None: rungs go on, and a trial completes when its training ends.
         reduction_factor: eta; 1 in eta trials of a rung is promoted to the next.
-        brackets: successive-halving brackets with first rungs ``min_resource * eta ** b``;
-            trial n belongs to bracket ``n % brackets`` (one bracket is plain ASHA).
+        brackets: successive-halving brackets with first rungs ``min_resource * eta ** b``
+            (one bracket is plain ASHA). Trials are dealt to brackets by their numbers, in
+            Hyperband's proportions: a bracket that halves s more times gets about eta^s / (s + 1)
+            times as many trials as the one that halves least, so each bracket spends a similar
+            budget.
 
     Example:
         >>> ASHAScheduler(min_resource=1, max_resource=27, reduction_factor=3).rungs(0)
@@ -66,7 +69,10 @@ class ASHAScheduler(Scheduler):
 
     # Rung arithmetic -----------------------------------------------------------------------------
     def bracket(self, trial: FrozenTrial) -> int:
-        return trial.number % self.brackets
+        if self.brackets == 1:
+            return 0
+        cycle = _deal(self.brackets, self.reduction_factor)
+        return cycle[trial.number % len(cycle)]
 
     def rungs(self, bracket: int) -> list[float]:
         """The steps at which a trial of ``bracket`` pauses, lowest first."""
@@ -169,7 +175,8 @@ class ASHAScheduler(Scheduler):
 
 class HyperbandScheduler(ASHAScheduler):
     """Asynchronous Hyperband: ASHA brackets from the most aggressive (first rung at
-    ``min_resource``) to plain full training, trials spread over them round-robin by number.
+    ``min_resource``) to plain full training, trials dealt to them in Hyperband's proportions
+    (with eta 3 and 4 brackets, 27, 12, 6 and 4 trials in every 49, interleaved).
 
     Hedges against a ``min_resource`` too small to judge a trial by: a bracket that starts later
     sees more of each curve before it cuts.
@@ -201,6 +208,24 @@ def _rungs(
         found.append(int(rung) if float(rung).is_integer() else rung)
         rung *= reduction_factor
     return tuple(found)
+
+
+@functools.cache
+def _deal(brackets: int, reduction_factor: float) -> tuple[int, ...]:
+    """One cycle of bracket numbers with Hyperband's ``n_s = ceil(B / (s + 1) * eta ** s)``
+    trials for the bracket that halves ``s = B - 1 - b`` times, interleaved by smooth weighted
+    round robin (no bracket waits for another's share to be dealt)."""
+    weights = [
+        math.ceil(brackets / (s + 1) * reduction_factor**s)
+        for s in (brackets - 1 - b for b in range(brackets))
+    ]
+    credit, cycle = [0.0] * brackets, []
+    for _ in range(sum(weights)):
+        credit = [c + w for c, w in zip(credit, weights, strict=True)]
+        chosen = credit.index(max(credit))
+        credit[chosen] -= sum(weights)
+        cycle.append(chosen)
+    return tuple(cycle)
 
 
 def _value_at(trial: FrozenTrial, rung: float, metric: str) -> float | None:
