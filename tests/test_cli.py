@@ -409,3 +409,145 @@ def test_status_counts_trials_per_rung(tmp_path):
         assert row["stopped"] == f"asha at step {row['steps']}"
         rung = {"1": 1, "3": 2}[row["steps"]]
         assert row["why"].startswith(f"reached rung {rung} of 2 (step {row['steps']}); ")
+
+
+@pytest.mark.slow
+def test_a_study_killed_mid_bracket_resumes_and_finishes_its_brackets(tmp_path):
+    """SIGKILL a Hyperband study (rungs at epochs 1 and 3 of 9, brackets by trial number) while a
+    trial trains and others wait PAUSED at their rungs: ``tunelab resume`` re-queues the
+    interrupted trial from its last checkpoint, resumes the paused ones from theirs (no stored
+    report is rewritten: nothing retrains), finishes every bracket and meets the budget."""
+    from tunelab import Study
+    from tunelab.schedulers import HyperbandScheduler, StudyView
+
+    spec = write_spec(
+        tmp_path,
+        budget={"trials": 18},
+        fixed={**SPEC["fixed"], "epochs": 9},
+        scheduler={"name": "hyperband", "min_resource": 1, "reduction_factor": 3},
+    )
+    db = tmp_path / "tunelab.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tunelab.cli", "run", str(spec)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        _wait_for_mid_bracket(db, proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = _trials_and_reports(db)
+    killed = [n for n, t in before.items() if t["state"] == "RUNNING"]
+    assert len(killed) == 1 and any(t["state"] == "PAUSED" for t in before.values())
+
+    url = f"sqlite:///{db}"
+    resume = tunelab("resume", "iris-mlp", "--storage", url, cwd=tmp_path)
+    assert resume.returncode == 0, resume.stderr
+    after = _trials_and_reports(db)
+
+    assert sorted(after) == list(range(18)), "budget not met, or numbers duplicated"
+    assert len({t["params"] for t in after.values()}) == 18, "a config ran twice"
+    assert {t["state"] for t in after.values()} <= {"COMPLETE", "PAUSED"}
+    for number, old in before.items():
+        new = after[number]
+        assert new["params"] == old["params"]
+        if number in killed:  # re-queued: keeps the reports up to its checkpoint, runs on
+            assert new["retries"] == old["retries"] + 1
+            kept = (old["attrs"].get("checkpoint") or {}).get("step") or 0
+            old = {**old, "reports": {s: r for s, r in old["reports"].items() if s <= kept}}
+            if any("restarted from step 0" in w for w in new["attrs"].get("warnings", [])):
+                continue  # killed between saving a later checkpoint and storing the pause
+        assert {s: new["reports"].get(s) for s in old["reports"]} == old["reports"], (
+            f"trial {number}'s reports from before the kill were rewritten"
+        )
+        if old["state"] == "COMPLETE":
+            assert new == old, f"trial {number} completed before the kill changed"
+    hyperband = HyperbandScheduler(min_resource=1, max_resource=9, reduction_factor=3)
+    stored = Study("iris-mlp", storage=url, metric="val_accuracy").trials
+    bracket = {t.number: hyperband.bracket(t) for t in stored}  # the bracket a number is dealt
+    for number, t in after.items():
+        steps = sorted(t["reports"])
+        assert steps == list(range(1, steps[-1] + 1)), f"trial {number} skipped a step"
+        times = [t["reports"][s][1] for s in steps]
+        assert times == sorted(times), f"trial {number} reported out of order"
+        if number not in killed:
+            assert "warnings" not in t["attrs"], t["attrs"]["warnings"]
+        if t["state"] == "COMPLETE":
+            assert steps == list(range(1, 10))
+        else:  # paused at a rung of its bracket, resumable from there
+            rungs = hyperband.rungs(bracket[number])
+            assert steps[-1] in rungs, f"trial {number} paused off its bracket's rungs {rungs}"
+            assert t["attrs"]["paused_at"] == t["attrs"]["checkpoint"]["step"] == steps[-1]
+
+    view = StudyView("val_accuracy", "maximize", stored)
+    assert hyperband.resume_next(view) is None, "a bracket was left with a promotable trial"
+    reached = {s: sum(max(t["reports"]) >= s for t in after.values()) for s in (1, 3, 9)}
+    assert reached[9] < reached[3] < reached[1] == 18, f"the rungs did not thin out: {reached}"
+    for b in range(hyperband.brackets):  # at each rung the best 1/3 went on, the worst 2 never
+        for rung in hyperband.rungs(b):
+            at_rung = [max(t["reports"]) for n, t in after.items() if bracket[n] == b]
+            at_rung = [last for last in at_rung if last >= rung]
+            went_on = sum(last > rung for last in at_rung)
+            assert len(at_rung) // 3 <= went_on <= max(len(at_rung) - 2, 0), (b, rung, went_on)
+    full = [t["state"] for n, t in after.items() if not hyperband.rungs(bracket[n])]
+    assert full and set(full) == {"COMPLETE"}, "the full-training bracket did not finish"
+
+    status = tunelab("status", "iris-mlp", "--storage", url, cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert f"trials per rung: step 1: {reached[1]}  step 3: {reached[3]}" in status.stdout
+    assert "running" not in status.stdout and "waiting" not in status.stdout
+
+
+def _wait_for_mid_bracket(db, proc, timeout=120.0):
+    """Wait until a trial is PAUSED at a rung while another trains, preferably a promoted one
+    part-way from its checkpoint; late in the study (12 trials) any training one will do."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        try:
+            rows = _query(
+                db,
+                "SELECT t.state, t.attrs, (SELECT MAX(step) FROM tunelab_reports r "
+                "WHERE r.trial_id = t.id) FROM tunelab_trials t",
+            )
+        except sqlite3.OperationalError:  # no database or tables yet
+            rows = []
+        paused = any(state == "PAUSED" for state, _, _ in rows)
+        training = [
+            ((json.loads(attrs or "{}").get("checkpoint") or {}).get("step"), last)
+            for state, attrs, last in rows
+            if state == "RUNNING" and last is not None
+        ]
+        promoted = any(ckpt is not None and last > ckpt for ckpt, last in training)
+        if paused and training and (promoted or len(rows) >= 12):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"no trial was paused while another trained within {timeout} s")
+
+
+def _trials_and_reports(db):
+    """number -> the trial's stored state, params, value, attrs, retries and its reports, each
+    step -> (metrics, when stored): a report written again gets a new time."""
+    trials = {
+        number: {
+            "state": state,
+            "params": params,
+            "value": value,
+            "attrs": json.loads(attrs or "{}"),
+            "retries": retries,
+            "reports": {},
+        }
+        for number, state, params, value, attrs, retries in _query(
+            db, "SELECT number, state, params, value, attrs, retries FROM tunelab_trials"
+        )
+    }
+    for number, step, metrics, created_at in _query(
+        db,
+        "SELECT t.number, r.step, r.metrics, r.created_at FROM tunelab_reports r "
+        "JOIN tunelab_trials t ON t.id = r.trial_id",
+    ):
+        trials[number]["reports"][step] = (metrics, created_at)
+    return trials

@@ -1,7 +1,7 @@
 """ASHA and asynchronous Hyperband: rung arithmetic, promotions from scripted reports, and whole
 studies whose promoted trials resume from their checkpoints."""
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -47,7 +47,9 @@ def test_hyperband_brackets_start_later_and_the_last_trains_fully():
     hb = HyperbandScheduler(min_resource=1, max_resource=27, reduction_factor=3)
     assert hb.brackets == 4
     assert [hb.rungs(b) for b in range(4)] == [[1, 3, 9], [3, 9], [9], []]
-    assert [hb.bracket(trial(n, [0.5])) for n in range(6)] == [0, 1, 2, 3, 0, 1]
+    dealt = [hb.bracket(trial(n, [0.5])) for n in range(49)]
+    assert dealt[:6] == [0, 1, 0, 2, 0, 3], "interleaved, the most aggressive bracket first"
+    assert [dealt.count(b) for b in range(4)] == [27, 12, 6, 4], "Hyperband's n_s per bracket"
 
 
 @pytest.mark.parametrize(("step", "decision"), [(1, Decision.PAUSE), (2, Decision.CONTINUE),
@@ -74,7 +76,7 @@ def test_a_report_that_jumps_over_a_rung_pauses_and_a_restart_does_not_pause_aga
     [
         (ASHAScheduler(1, 9, 3), 0, 3, "reached rung 2 of 2 (step 3); resumes if it ranks in the top 1/3 there"),
         (ASHAScheduler(2, None, 2.5), 0, 5, "reached rung 2 (step 5); resumes if it ranks in the top 1/2.5 there"),
-        (HyperbandScheduler(1, 27, 3), 5, 3, "reached rung 1 of 2 (step 3) in bracket 1; resumes if it ranks in the top 1/3 there"),
+        (HyperbandScheduler(1, 27, 3), 1, 3, "reached rung 1 of 2 (step 3) in bracket 1; resumes if it ranks in the top 1/3 there"),
     ],
 )  # fmt: skip
 def test_a_pause_is_explained_by_the_rung_reached(scheduler, number, step, why):
@@ -123,6 +125,15 @@ def test_higher_rungs_are_promoted_first():
     assert asha.rung_of(chosen) == 2
 
 
+def test_across_hyperband_brackets_the_rung_at_the_highest_step_is_promoted_first():
+    hb = HyperbandScheduler(min_resource=1, max_resource=27, reduction_factor=3)
+    numbers = {b: [n for n in range(60) if hb.bracket(trial(n, [0.5])) == b][:3] for b in (0, 2)}
+    at_step_3 = [trial(n, [0.5, 0.5, 0.9 - 0.1 * i]) for i, n in enumerate(numbers[0])]
+    at_step_9 = [trial(n, [0.5] * 9) for n in numbers[2]]  # bracket 2's first rung is step 9
+    chosen = hb.resume_next(StudyView("acc", "maximize", [*at_step_3, *at_step_9]))
+    assert chosen.number == numbers[2][0], "step 9 (a first rung) comes before step 3 (a second)"
+
+
 def test_options_are_checked_and_named():
     from tunelab.errors import SpecError
 
@@ -154,3 +165,253 @@ def test_promoted_trials_resume_from_their_checkpoints_in_a_real_study(tmp_path,
         for t in trials
         if t.state is TrialState.COMPLETE
     )
+
+
+# Whole simulated studies ---------------------------------------------------------------------
+# Scripted curves on the simulated executor: a trial's accuracy at step s is level(x) * s / steps,
+# so trials rank the same at every step and every rung is judged on the final ranking.
+
+
+class Scripted:
+    """acc = level(x) * s / steps; a step costs ``cost(x)`` virtual seconds."""
+
+    def __init__(self, steps, cost, level):
+        self.steps, self.cost, self.level = steps, cost, level
+
+    def curve(self, params, seed):
+        x, steps = params["x"], self.steps
+        return [(self.cost(x) * s, {"acc": self.level(x) * s / steps}) for s in range(1, steps + 1)]
+
+
+@dataclass
+class Simulated:
+    """A finished simulated study and what its scheduler and strategy were asked, in order."""
+
+    study: Study
+    decisions: list  # (the trials resume_next saw, its answer)
+    reports: list  # (trial number, step) of every report the scheduler judged
+    asks: list  # the trials the strategy saw each time it was asked for new ones
+
+
+def simulate(scheduler, space, trials, workers, strategy="random", seed=0, cost=None, level=None):
+    """Run a simulated study with logging wrappers around its own scheduler and strategy."""
+    from tunelab.clock import VirtualClock
+    from tunelab.executors import SimulatedExecutor
+
+    study = Study("sim", "sqlite://", metric="acc", strategy=strategy, scheduler=scheduler,
+                  seed=seed, clock=VirtualClock())  # fmt: skip
+    run = Simulated(study, [], [], [])
+    decide, judge, ask = study.scheduler.resume_next, study.scheduler.on_report, study.strategy.ask
+
+    def logged_resume_next(view):
+        chosen = decide(view)
+        run.decisions.append((tuple(view.trials), chosen))
+        return chosen
+
+    def logged_on_report(trial, step, view):
+        run.reports.append((trial.number, step))
+        return judge(trial, step, view)
+
+    def logged_ask(space, history, numbers):
+        run.asks.append(tuple(history))
+        return ask(space, history, numbers)
+
+    study.scheduler.resume_next = logged_resume_next
+    study.scheduler.on_report = logged_on_report
+    study.strategy.ask = logged_ask
+    curves = Scripted(scheduler.max_resource, cost or (lambda x: 1.0), level or (lambda x: x))
+    study.optimize(curves, space, trials=trials, executor=SimulatedExecutor(n_workers=workers))
+    return run
+
+
+def rung_table(scheduler, trials):
+    """(bracket, level) -> [(acc at the rung, number)] of the trials that reached that rung."""
+    table = {}
+    for t in trials:
+        bracket = scheduler.bracket(t)
+        for level, step in enumerate(scheduler.rungs(bracket), start=1):
+            if t.last_step is not None and t.last_step >= step:
+                table.setdefault((bracket, level), []).append(
+                    (t.intermediate[step]["acc"], t.number)
+                )
+    return table
+
+
+def promotable(scheduler, trials):
+    """Reference rule, written from the README: at each rung, the best PAUSED trial there may go
+    on when fewer than floor(reached / eta) of the trials that reached the rung rank above it
+    (ties: lower number first). Returns {(bracket, level): number} of the promotable ones."""
+    by_number = {t.number: t for t in trials}
+    found = {}
+    for (bracket, level), reached in rung_table(scheduler, trials).items():
+        ranked = sorted(reached, key=lambda vn: (-vn[0], vn[1]))
+        step = scheduler.rungs(bracket)[level - 1]
+        for above, (_, number) in enumerate(ranked):
+            t = by_number[number]
+            if t.state is TrialState.PAUSED and t.last_step == step:
+                if above < len(reached) // scheduler.reduction_factor:
+                    found[(bracket, level)] = number
+                break
+    return found
+
+
+def went_past(scheduler, trials):
+    """(bracket, level) -> numbers of the trials that reported beyond that rung."""
+    table = {}
+    for t in trials:
+        for level, step in enumerate(scheduler.rungs(scheduler.bracket(t)), start=1):
+            if t.last_step > step:
+                table.setdefault((scheduler.bracket(t), level), set()).add(t.number)
+    return table
+
+
+def asha_for(eta):
+    """Three rungs for each eta: 1, eta, eta^2, and full training at eta^3 steps."""
+    return ASHAScheduler(min_resource=1, max_resource=eta**3, reduction_factor=eta)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+@pytest.mark.parametrize("eta", [2, 3, 4])
+@pytest.mark.parametrize("kind", [ASHAScheduler, HyperbandScheduler])
+def test_every_promotion_follows_the_top_1_in_eta_rule_at_the_time_it_is_made(kind, eta, workers):
+    """The invariant of asynchronous promotion. A trial goes past a rung only when the driver
+    asks ``resume_next`` and it is the best paused trial there with fewer than floor(r / eta) of
+    the r trials that had reached the rung *then* ranked above it (highest rung of its bracket
+    first; nothing promotable: a new trial). r grows, so a count bound on the final rung holds
+    only in one direction: when the study ends nothing is promotable, so the best floor(R / eta)
+    of the R trials of each rung all went past it. More than floor(R / eta) may have: a trial in
+    the top 1/eta when it arrived keeps its promotion when better ones arrive later (see the
+    worst-first test). What does always hold: each promoted trial had at least eta - 1 worse
+    trials beside it then, so the final worst eta - 1 of a rung never go past it.
+
+    Costs grow with x, so with several workers good trials arrive at rungs late, out of order;
+    the level is x rounded to eighths, so rungs hold ties (the earlier trial ranks first)."""
+    scheduler = kind(min_resource=1, max_resource=eta**3, reduction_factor=eta)
+    n = eta**3 + 10
+
+    def eighths(x):
+        return round(8 * x) / 8
+
+    run = simulate(scheduler, {"x": Float(0, 1)}, trials=n, workers=workers,
+                   cost=lambda x: 1 + 4 * x, level=eighths)  # fmt: skip
+    trials = run.study.trials
+    every_step_once = sorted((t.number, s) for t in trials for s in range(1, t.last_step + 1))
+    assert sorted(run.reports) == every_step_once, "a step was reported twice: retrained"
+    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PAUSED}
+    assert any(t.state is TrialState.COMPLETE for t in trials)
+    for t in trials:  # each step reported once, from 1 on, paused exactly at a rung
+        assert sorted(t.intermediate) == list(range(1, t.last_step + 1))
+        if t.state is TrialState.PAUSED:
+            assert t.last_step in scheduler.rungs(scheduler.bracket(t))
+            assert t.attrs["paused_at"] == t.attrs["checkpoint"]["step"] == t.last_step
+        else:
+            assert t.last_step == eta**3 and t.value == eighths(t.params["x"])
+
+    promoted = set()
+    for seen in run.asks:
+        assert promotable(scheduler, seen) == {}, "a new trial was asked for over a promotion"
+    for seen, chosen in run.decisions:
+        expected = promotable(scheduler, seen)
+        if chosen is None:
+            assert expected == {}, "a promotable trial was left paused for a new one"
+            continue
+        bracket = scheduler.bracket(chosen)
+        level = scheduler.rungs(bracket).index(chosen.last_step) + 1
+        assert expected.get((bracket, level)) == chosen.number, "not the best promotable there"
+        assert not any(b == bracket and lv > level for b, lv in expected), "a higher rung waits"
+        assert (bracket, level, chosen.number) not in promoted
+        promoted.add((bracket, level, chosen.number))
+    assert promotable(scheduler, trials) == {}, "the study ended with a promotable trial"
+
+    past = went_past(scheduler, trials)
+    for (bracket, level), reached in rung_table(scheduler, trials).items():
+        gone = past.get((bracket, level), set())
+        assert gone == {n for b, lv, n in promoted if (b, lv) == (bracket, level)}, (
+            "a trial went past a rung without a promotion"
+        )
+        ranked = [number for _, number in sorted(reached, key=lambda vn: (-vn[0], vn[1]))]
+        assert set(ranked[: len(ranked) // eta]) <= gone, "a top 1/eta trial stayed paused"
+        assert not gone & set(ranked[len(ranked) - (eta - 1) :]), "a bottom trial went on"
+    assert len(past[(0, 1)]) < len(rung_table(scheduler, trials)[(0, 1)]), "no thinning"
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+@pytest.mark.parametrize(
+    ("eta", "trials", "per_rung"),
+    [(2, 21, [21, 10, 5, 2]), (3, 29, [29, 9, 3, 1]), (4, 35, [35, 8, 2, 0])],
+)
+def test_best_first_arrivals_thin_each_rung_by_exactly_eta(eta, trials, per_rung, workers):
+    """Grid order best first, every step costing the same: each rung sees its trials arrive best
+    first, so each promotion's floor(r / eta) never exceeds the final floor(R / eta) and the
+    rungs thin to floor(R / eta) exactly, the best ones going on (per_rung: how many trials
+    reached steps 1, eta, eta^2 and completed at eta^3)."""
+    asha = asha_for(eta)
+    xs = [1 - k / trials for k in range(trials)]
+    run = simulate(asha, {"x": Categorical(xs)}, trials, workers, strategy="grid")
+    by_x = sorted(run.study.trials, key=lambda t: -t.params["x"])
+    steps = [*asha.rungs(0), eta**3]
+    assert [sum(t.last_step >= s for t in by_x) for s in steps] == per_rung
+    for s, n in zip(steps, per_rung, strict=True):
+        assert all(t.last_step >= s for t in by_x[:n]), f"not the best {n} went on to step {s}"
+    assert sum(t.state is TrialState.COMPLETE for t in by_x) == per_rung[-1]
+
+
+@pytest.mark.parametrize("eta", [2, 3, 4])
+def test_worst_first_arrivals_promote_all_but_eta_minus_1_of_each_rung(eta):
+    """Asynchronous promotion does not wait for a rung to fill: with 1 worker and each trial
+    better than all before it, every trial is the best of its rung when it arrives there, so all
+    but the first eta - 1 go on: R - (eta - 1) of a rung's R trials, not floor(R / eta). This is
+    ASHA as published (Li et al. call these mispromotions); a search that proposes better and
+    better configs sees little early stopping."""
+    asha = asha_for(eta)
+    n = 4 * eta
+    xs = [(k + 1) / n for k in range(n)]
+    run = simulate(asha, {"x": Categorical(xs)}, n, workers=1, strategy="grid")
+    steps = [*asha.rungs(0), eta**3]
+    reached = [sum(t.last_step >= s for t in run.study.trials) for s in steps]
+    assert reached == [n - k * (eta - 1) for k in range(4)]
+
+
+def test_one_worker_promotions_match_the_hand_computed_sequence():
+    """6 trials, eta 2, rungs at steps 1 and 2, full training at 4, one worker, x in grid order
+    0.3 0.5 0.1 0.6 0.4 0.2 (acc ranks as x). By hand, after each pause or end (R: trials that
+    reached the rung, promotable while fewer than floor(R / 2) rank above):
+      #0 pauses at 1: R=1, floor 0               -> new #1
+      #1 pauses at 1: R=2, #1 best, 0 < 1        -> resume #1 (rung 1)
+      #1 pauses at 2: rung 2 R=1; rung 1 #0 has #1 above, 1 < 1 no -> new #2
+      #2 pauses at 1: R=3, floor 1, #0 has 1 above          -> new #3
+      #3 pauses at 1: R=4, floor 2, #3 best       -> resume #3 (rung 1)
+      #3 pauses at 2: rung 2 R=2, #3 best, 0 < 1  -> resume #3 (rung 2); it completes at 4
+      #3 completes: rung 2 #1 has 1 above; rung 1 #0 has 2 above, 2 < 2 no -> new #4
+      #4 pauses at 1: R=5, floor 2, #4 has 2 above (#3, #1) -> new #5
+      #5 pauses at 1: R=6, floor 3, #4 has 2 above -> resume #4 (rung 1)
+      #4 pauses at 2: rung 2 R=3, floor 1, #1 has #3 above; rung 1 #0 has 3 above: done."""
+    asha = ASHAScheduler(min_resource=1, max_resource=4, reduction_factor=2)
+    space = {"x": Categorical([0.3, 0.5, 0.1, 0.6, 0.4, 0.2])}
+    run = simulate(asha, space, trials=6, workers=1, strategy="grid")
+    promotions = [(c.number, c.last_step) for _, c in run.decisions if c is not None]
+    assert promotions == [(1, 1), (3, 1), (3, 2), (4, 1)]
+    ends = [(t.number, t.state, t.last_step) for t in run.study.trials]
+    P, C = TrialState.PAUSED, TrialState.COMPLETE
+    assert ends == [(0, P, 1), (1, P, 2), (2, P, 1), (3, C, 4), (4, P, 2), (5, P, 1)]
+
+
+@pytest.mark.parametrize(
+    "scheduler", [asha_for(3), HyperbandScheduler(1, 27, 3)], ids=["asha", "hyperband"]
+)
+def test_a_seeded_simulated_study_with_4_workers_reproduces_exactly(scheduler):
+    """Same seed, same study: which trials ran, with what params, what each reported, where each
+    paused and in what order the scheduler promoted them; another seed samples differently."""
+
+    def record(seed):
+        run = simulate(scheduler, {"x": Float(0, 1)}, trials=30, workers=4, seed=seed,
+                       cost=lambda x: 1 + 4 * x)  # fmt: skip
+        trials = [(t.number, t.state, t.params, t.value, t.intermediate, t.attrs.get("paused_at"),
+                   t.started_at, t.finished_at) for t in run.study.trials]  # fmt: skip
+        promotions = [(c.number, c.last_step) for _, c in run.decisions if c is not None]
+        return trials, promotions, run.reports, run.study.clock.now()
+
+    first = record(seed=3)
+    assert first[1], "the run promoted some trials"
+    assert record(seed=3) == first
+    assert record(seed=4)[0] != first[0]

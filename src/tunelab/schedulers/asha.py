@@ -117,7 +117,8 @@ class ASHAScheduler(Scheduler):
         )
 
     def resume_next(self, study: StudyView) -> FrozenTrial | None:
-        """The best promotable paused trial, from the highest rung that has one.
+        """The best promotable paused trial, from the highest rung (in steps, across brackets)
+        that has one.
 
         At each rung, only the best paused trial there can be next: it is promotable when fewer
         than ``1 / reduction_factor`` of the trials that reached the rung rank above it. Two
@@ -149,7 +150,7 @@ class ASHAScheduler(Scheduler):
                 above[place] += sign * value > score or (
                     sign * value == score and trial.number < number
                 )
-        for place in sorted(best, key=lambda bl: (-bl[1], bl[0])):
+        for place in sorted(best, key=lambda bl: (-self.rungs(bl[0])[bl[1] - 1], bl[0])):
             if above[place] < int(reached[place] / self.reduction_factor):
                 return best[place][2]
         return None
