@@ -458,8 +458,6 @@ def test_a_study_killed_mid_bracket_resumes_and_finishes_its_brackets(tmp_path):
             assert new["retries"] == old["retries"] + 1
             kept = (old["attrs"].get("checkpoint") or {}).get("step") or 0
             old = {**old, "reports": {s: r for s, r in old["reports"].items() if s <= kept}}
-            if any("restarted from step 0" in w for w in new["attrs"].get("warnings", [])):
-                continue  # killed between saving a later checkpoint and storing the pause
         assert {s: new["reports"].get(s) for s in old["reports"]} == old["reports"], (
             f"trial {number}'s reports from before the kill were rewritten"
         )
@@ -473,8 +471,7 @@ def test_a_study_killed_mid_bracket_resumes_and_finishes_its_brackets(tmp_path):
         assert steps == list(range(1, steps[-1] + 1)), f"trial {number} skipped a step"
         times = [t["reports"][s][1] for s in steps]
         assert times == sorted(times), f"trial {number} reported out of order"
-        if number not in killed:
-            assert "warnings" not in t["attrs"], t["attrs"]["warnings"]
+        assert "warnings" not in t["attrs"], t["attrs"]["warnings"]  # all resumed, none restarted
         if t["state"] == "COMPLETE":
             assert steps == list(range(1, 10))
         else:  # paused at a rung of its bracket, resumable from there

@@ -351,7 +351,7 @@ def test_a_resumed_trial_whose_process_dies_retries_from_its_checkpoint(url):
     Path(study.trial_dir(0)).mkdir(parents=True)
     import torch
 
-    torch.save({"step": 1, "tunelab_step": 1}, study.trial_dir(0) / "checkpoint.pt")
+    torch.save({"step": 1, "tunelab_step": 1}, study.trial_dir(0) / "checkpoint-step1.pt")
     storage.claim_trial(study.id, "elsewhere:1", trial.id)
     storage.add_report(trial.id, 2, {"value": 2.0}, "elsewhere:1")  # then that host goes silent
     import tunelab.study

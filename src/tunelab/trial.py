@@ -186,13 +186,22 @@ class Trial:
 
     def save_checkpoint(self, state: Mapping[str, Any], name: str = "checkpoint.pt") -> Path:
         """Save tensors and plain values (a model's and optimizer's state dicts, ...) as the
-        checkpoint of the last reported step; a resumed run continues from that step."""
+        checkpoint of the last reported step; a resumed run continues from that step.
+
+        One file per step (``checkpoint-step4.pt``): the checkpoint this run resumed from stays
+        until storage has recorded the new one, so a crash in between resumes from the old one
+        instead of finding a newer file than storage knows and starting over. Older ones go.
+        """
         import torch
 
-        path = self.checkpoint_path(name)
+        path = self._checkpoint_file(name, self.last_step)
         tmp = path.with_suffix(path.suffix + ".tmp")
         torch.save({**state, _STEP_KEY: self.last_step}, tmp)
         tmp.replace(path)  # atomic: a crash mid-save never leaves a torn checkpoint
+        kept = {path, self._checkpoint_file(name, self.resumed_from)}
+        for old in path.parent.glob(f"{Path(name).stem}-step*{Path(name).suffix}"):
+            if old not in kept:
+                old.unlink(missing_ok=True)
         self.checkpoint_step = self.last_step
         return path
 
@@ -207,7 +216,7 @@ class Trial:
             return None
         import torch
 
-        path = self.dir / name
+        path = self._checkpoint_file(name, self.resumed_from)
         try:
             state = torch.load(path, weights_only=True)
         except FileNotFoundError:
@@ -220,6 +229,10 @@ class Trial:
                 f"checkpoint {path} is of step {step}, not of step {self.resumed_from}"
             )
         return state
+
+    def _checkpoint_file(self, name: str, step: int | None) -> Path:
+        base = Path(name)
+        return self.checkpoint_path(f"{base.stem}-step{step}{base.suffix}")
 
     def restart(self, why: str) -> None:
         """Give up the checkpoint (``why`` is recorded as a warning) and start over from step 0;

@@ -42,7 +42,7 @@ def test_a_paused_trial_resumes_at_the_next_epoch_as_if_never_paused(
     paused = Trial(3, {"units": 8}, 5, tmp_path / "trial-3", first)
     at_pause = objective(paused)
     assert first.steps == [1, 2, 3, 4] and paused.should_pause()
-    assert paused.checkpoint_step == 4 and (tmp_path / "trial-3" / "checkpoint.pt").is_file()
+    assert paused.checkpoint_step == 4 and (tmp_path / "trial-3" / "checkpoint-step4.pt").is_file()
     assert at_pause == metrics(first)[-1]
 
     elsewhere = pickle.loads(pickle.dumps(objective))  # as a worker process would get it
@@ -59,7 +59,7 @@ def test_a_corrupt_checkpoint_restarts_from_the_first_epoch_with_a_warning(
 ):
     expected = objective(Trial(0, {}, 5, tmp_path / "straight", make_reporter()))
     (tmp_path / "trial-0").mkdir()
-    (tmp_path / "trial-0" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "trial-0" / "checkpoint-step4.pt").write_bytes(b"not a checkpoint")
     reporter = make_reporter()
     trial = Trial(0, {}, 5, tmp_path / "trial-0", reporter, resumed_from=4)
     assert objective(trial) == expected
@@ -76,7 +76,7 @@ def test_a_checkpoint_of_another_training_restarts_with_a_warning(
 
     (tmp_path / "trial-0").mkdir()
     foreign = {"model": {"weight": torch.zeros(2)}, "tunelab_step": 4}
-    torch.save(foreign, tmp_path / "trial-0" / "checkpoint.pt")
+    torch.save(foreign, tmp_path / "trial-0" / "checkpoint-step4.pt")
     reporter = make_reporter()
     trial = Trial(0, {}, 5, tmp_path / "trial-0", reporter, resumed_from=4)
     assert objective(trial) == expected
@@ -88,7 +88,7 @@ def test_a_scheduler_stop_is_not_a_pause(tmp_path, objective, make_reporter):
     reporter = make_reporter(stop_at=2)
     trial = Trial(0, {}, 5, tmp_path / "trial-0", reporter)
     objective(trial)
-    assert reporter.steps == [1, 2] and not (tmp_path / "trial-0" / "checkpoint.pt").exists()
+    assert reporter.steps == [1, 2] and not list((tmp_path / "trial-0").glob("checkpoint*"))
 
 
 def test_the_runner_trains_what_the_parts_give_it(tmp_path, make_reporter):
