@@ -97,6 +97,10 @@ def drill(kills: int, folder: Path, seed: int = 0) -> dict:
             [*command, *args], cwd=folder, env=env, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
+        if round_ == 0:  # a run killed before it stored the study leaves nothing to resume
+            started = time.monotonic()
+            while not db.exists() and proc.poll() is None and time.monotonic() - started < 120:
+                time.sleep(0.05)
         time.sleep(rng.uniform(2.0, 5.0))  # start-up (torch import) is about 2 s
         workers = [p for p in _children(proc.pid) if _alive(p)]
         if workers and rng.random() < 0.4:  # a worker dies; the driver must go on
