@@ -48,6 +48,17 @@ def tunelab(*args, cwd, **kwargs):
     )
 
 
+def _run_in_background(spec, cwd):
+    """``tunelab run SPEC`` in its own process group, to be killed with everything it started."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tunelab.cli", "run", str(spec)],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
 def write_spec(tmp_path, spec=None, **changes):
     spec = {**(spec or SPEC), **changes}
     spec.setdefault("storage", f"sqlite:///{tmp_path}/tunelab.db")
@@ -87,13 +98,7 @@ def test_run_then_best_json_then_trials(tmp_path):
 def test_sigkill_mid_study_then_resume_keeps_completed_trials_and_meets_the_budget(tmp_path):
     spec = write_spec(tmp_path, budget={"trials": 30}, fixed={**SPEC["fixed"], "epochs": 15})
     db = tmp_path / "tunelab.db"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tunelab.cli", "run", str(spec)],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    proc = _run_in_background(spec, tmp_path)
     try:
         before = _wait_for_complete_trials(db, at_least=5, proc=proc)
     finally:
@@ -427,13 +432,7 @@ def test_a_study_killed_mid_bracket_resumes_and_finishes_its_brackets(tmp_path):
         scheduler={"name": "hyperband", "min_resource": 1, "reduction_factor": 3},
     )
     db = tmp_path / "tunelab.db"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tunelab.cli", "run", str(spec)],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    proc = _run_in_background(spec, tmp_path)
     try:
         _wait_for_mid_bracket(db, proc)
     finally:
