@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import sys
 from enum import StrEnum
@@ -12,20 +13,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from tunelab.errors import SpecError, TunelabError
 from tunelab.readers import best_summary, best_trial, state_counts, steps_reached, trial_rows
 from tunelab.storage import DEFAULT_STORAGE, get_storage
-from tunelab.trial import FrozenTrial, TrialState
 
 app = typer.Typer(
     add_completion=False,
@@ -157,36 +149,26 @@ def _run(experiment: Any) -> None:
 
 
 def _search_and_finalize(experiment: Any) -> None:
+    """Search with a live view on a terminal (one line per finished trial elsewhere), then
+    retrain the best config with a progress bar and print the result."""
+    from tunelab.events import logger
+    from tunelab.live import LiveView, PlainLog
+    from tunelab.nn import ProgressBar
+
     study, budget = experiment.study, experiment.spec.budget
-    done = sum(t.state.is_finished() for t in study.trials)
-    columns = [
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("running {task.fields[running]}"),
-        TextColumn("best {task.fields[best]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=out, transient=False) as progress:
-        task = progress.add_task(
-            study.name, total=budget.trials, completed=done, running=0, best=_fmt(study.best_trial)
-        )
-
-        best = [study.best_trial]  # kept up to date here: no storage read per trial
-
-        def on_trial_end(study_: Any, trial: FrozenTrial) -> None:
-            if trial.state is TrialState.COMPLETE:
-                best[0] = best_trial([t for t in (best[0], trial) if t], study_.direction)
-            progress.update(task, advance=1, running=study_.n_running, best=_fmt(best[0]))
-
-        experiment.search(callbacks=[on_trial_end])
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # the view says it all; log lines would tear it
+    try:
+        if out.is_terminal:
+            resolve = experiment.objective.resolver.resolve
+            with LiveView(out, study, budget.trials, lambda p: resolve(p)[0]["epochs"]) as view:
+                experiment.search(callbacks=[view])
+        else:
+            experiment.search(callbacks=[PlainLog(out, study)])
+    finally:
+        logger.setLevel(level)
     out.print("Retraining the best config on train+validation and scoring it on the test split...")
-    _print_result(experiment.finalize())
-
-
-def _fmt(trial: FrozenTrial | None) -> str:
-    return "-" if trial is None or trial.value is None else f"{trial.value:.4g}"
+    _print_result(experiment.finalize(callbacks=[ProgressBar("retraining", out)]))
 
 
 def _print_result(result: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ training data. The test split was cut off before the search and is used exactly 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from tunelab.trial import FrozenTrial
 
 if TYPE_CHECKING:
     from tunelab.nn import NetworkObjective
+    from tunelab.nn.callbacks import Callback
 
 __all__ = ["Experiment", "open_experiment"]
 
@@ -97,11 +98,12 @@ class Experiment:
         executor = self.spec.executor
         return None if executor is None else make_executor(executor.name, **executor.options)
 
-    def finalize(self) -> dict[str, Any]:
+    def finalize(self, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
         """Retrain the best config on train+validation, score it on test once, save the model.
 
         The result is stored with the study (``tunelab best NAME --json`` prints it); a finalize
-        with the same best trial reuses it instead of retraining.
+        with the same best trial reuses it instead of retraining. ``callbacks`` join the
+        retrain's training (``tunelab run`` shows it with a :class:`~tunelab.nn.ProgressBar`).
         """
         best = self.study.best_trial
         if best is None:
@@ -113,7 +115,9 @@ class Experiment:
         if previous and previous.get("trial") == best.number:
             return previous
         out_dir = self.study.study_dir / "best"
-        final = self.objective.final_fit(best.params, seed=best.seed, out_dir=out_dir)
+        final = self.objective.final_fit(
+            best.params, seed=best.seed, out_dir=out_dir, callbacks=callbacks
+        )
         result = {
             **best_summary(self.study.name, self.study.metric, best),
             "test_metrics": final["test_metrics"],

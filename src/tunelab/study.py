@@ -23,6 +23,7 @@ from tunelab._names import check_study_name
 from tunelab._params import clone
 from tunelab.clock import Clock, RealClock
 from tunelab.errors import SpecError, StorageError, TunelabError
+from tunelab.events import LoggingListener, StudyListener, as_listener
 from tunelab.executors import Executor, TrialOutcome, TrialTask, executor_for, make_executor
 from tunelab.executors.base import Objective
 from tunelab.readers import best_trial
@@ -40,7 +41,7 @@ HEARTBEAT_INTERVAL_S = 10.0
 STALE_AFTER_S = 120.0
 _HOST = socket.gethostname()
 
-Callback = Callable[["Study", FrozenTrial], None]
+Callback = Callable[["Study", FrozenTrial], None] | StudyListener
 
 
 def trial_seed(study_seed: int, number: int) -> int:
@@ -198,7 +199,10 @@ class Study:
                 (overrides ``workers``).
             trial_timeout: seconds a single trial may run before it is stopped and marked FAILED
                 (counted from when it starts running, each time it runs).
-            callbacks: ``f(study, trial)`` called after each trial ends.
+            callbacks: ``f(study, trial)`` called after each trial ends, or
+                :class:`~tunelab.events.StudyListener` objects that also hear starts, reports
+                and pauses (a live view). Each finished trial is also logged, one line on the
+                ``tunelab`` logger (:func:`tunelab.events.set_verbosity` quiets it).
             reproducible: make the study's outcome depend on its seed alone, not on which trial
                 finishes first: with W workers, trial n is proposed, and judged by the scheduler,
                 with exactly the trials numbered up to n - W, all finished (it waits for them).
@@ -209,7 +213,8 @@ class Study:
         if trials is None and minutes is None and not self.strategy.is_finite():
             raise SpecError("budget", "give trials and/or minutes, or the search never ends")
         space = space if isinstance(space, Space) else Space(space)
-        run = _Run(self, space, trials, minutes, trial_timeout, list(callbacks))
+        listeners = [LoggingListener(self.best_trial), *map(as_listener, callbacks)]
+        run = _Run(self, space, trials, minutes, trial_timeout, listeners)
         self._executor = make_executor(executor) if executor else executor_for(workers)
         if reproducible:
             run.order = _Order(self._reproducible_lag(self._executor.free_slots()))
@@ -373,7 +378,7 @@ class _Run:
         max_trials: int | None,
         minutes: float | None,
         trial_timeout: float | None,
-        callbacks: list[Callback],
+        listeners: list[StudyListener],
     ) -> None:
         self.study = study
         self.storage = study.storage
@@ -382,7 +387,7 @@ class _Run:
         self.max_trials = max_trials
         self.deadline = self.clock.now() + 60 * minutes if minutes else None
         self.trial_timeout = trial_timeout
-        self.callbacks = callbacks
+        self.listeners = listeners
         self.owner = f"{_HOST}:{os.getpid()}"
         self.view = study._view
         self.by_number: dict[int, int] = {}  # running trial number -> trial id
@@ -546,6 +551,8 @@ class _Run:
 
     def task_for(self, trial: FrozenTrial) -> TrialTask:
         self.by_number[trial.number] = trial.id
+        for listener in self.listeners:
+            listener.trial_started(self.study, trial)
         checkpoint = trial.attrs.get("checkpoint") or {}
         return TrialTask(
             trial.id,
@@ -569,6 +576,8 @@ class _Run:
         trial = self.view.get(number)
         trial = replace(trial, intermediate={**trial.intermediate, step: metrics})
         self.view.put(trial, revision)
+        for listener in self.listeners:
+            listener.trial_reported(self.study, trial, step)
         trials = self.view.trials if self.order is None else self.order.seen_by(self.view, trial)
         view = StudyView(self.study.metric, self.study.direction, trials)
         decision = self.study.scheduler.on_report(trial, step, view)
@@ -665,15 +674,10 @@ class _Run:
             revision = self.storage.pause_trial(trial.id, self.owner, attrs)
         except TrialStateError:  # taken over by another process meanwhile
             return
-        self.view.put(
-            replace(
-                trial,
-                state=TrialState.PAUSED,
-                owner=None,
-                attrs={**trial.attrs, **attrs},
-            ),
-            revision,
-        )
+        trial = replace(trial, state=TrialState.PAUSED, owner=None, attrs={**trial.attrs, **attrs})
+        self.view.put(trial, revision)
+        for listener in self.listeners:
+            listener.trial_paused(self.study, trial)
 
     def finish(
         self,
@@ -707,8 +711,8 @@ class _Run:
             attrs={**trial.attrs, **(attrs or {})},
         )
         self.view.put(trial, revision)
-        for callback in self.callbacks:
-            callback(self.study, trial)
+        for listener in self.listeners:
+            listener.trial_finished(self.study, trial)
 
     # Crash recovery ------------------------------------------------------------------------------
     def requeue_dead(self) -> None:

@@ -18,6 +18,7 @@ from tunelab.nn.callbacks import (
     History,
     LRSchedulerCallback,
     ModelCheckpoint,
+    ProgressBar,
     TrialReporter,
 )
 from tunelab.nn.config import MODELS, ConfigResolver, hyperparameters
@@ -82,6 +83,7 @@ __all__ = [
     "HoldoutSplitter",
     "LRSchedulerCallback",
     "ModelCheckpoint",
+    "ProgressBar",
     "ModelFactory",
     "NetworkObjective",
     "Preprocessing",

@@ -51,6 +51,7 @@ __all__ = [
     "History",
     "LRSchedulerCallback",
     "ModelCheckpoint",
+    "ProgressBar",
     "TrialReporter",
 ]
 
@@ -108,6 +109,49 @@ class History(Callback):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
         self.history_.append(dict(logs))
+
+
+class ProgressBar(Callback):
+    """Shows training's epochs as they pass: a rich bar on a terminal, a line at the start and
+    the end elsewhere (a log file gets no bar redrawn in place). ``tunelab run`` shows the final
+    retrain with it.
+
+    Example:
+        >>> bar = ProgressBar(description="retraining")  # fit(..., callbacks=[bar])
+    """
+
+    def __init__(self, description: str = "training", console: Any = None) -> None:
+        self.description = description
+        self.console = console
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        console = self.console or Console()
+        self.progress_ = Progress(
+            f"[bold]{self.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            "epochs",
+            TimeRemainingColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        )
+        if not console.is_terminal:
+            console.print(
+                f"{self.description}: {trainer.epochs} epochs", highlight=False, soft_wrap=True
+            )
+        self.progress_.start()
+        self.task_ = self.progress_.add_task(self.description, total=trainer.epochs)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
+        self.progress_.update(self.task_, completed=epoch)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self.progress_.stop()
+        if not self.progress_.console.is_terminal:
+            self.progress_.console.print(f"{self.description}: done", highlight=False)
 
 
 class _Monitor(Callback):

@@ -174,6 +174,7 @@ class NetworkObjective:
         seed: int,
         out_dir: Path,
         epochs: int | None = None,
+        callbacks: Sequence[Callback] = (),
     ) -> dict[str, Any]:
         """Retrain a configuration on train + validation, score it once on test, and save it.
 
@@ -186,6 +187,7 @@ class NetworkObjective:
             seed: seeds the weights, batch order and dropout.
             out_dir: where ``model.pt``, ``model.json`` and ``preprocessing.json`` go.
             epochs: how long to train; default the configuration's ``epochs``.
+            callbacks: more training callbacks for the retrain (a progress bar).
 
         Returns:
             ``{"test_metrics": {"test_loss": ..., ...}, "artifacts": {file name: path}}``.
@@ -197,7 +199,9 @@ class NetworkObjective:
             self._check_config_monitor(config, params)
             epochs = runner.epochs_kept(config, given, seed, fold)
         config["epochs"] = epochs
-        model, prep, test_metrics = runner.final(config, given, seed, fold.combined(), splits.test)
+        model, prep, test_metrics = runner.final(
+            config, given, seed, fold.combined(), splits.test, callbacks
+        )
         dataset = splits.dataset
         meta = {
             "model": self.factory.name(),

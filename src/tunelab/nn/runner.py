@@ -128,13 +128,14 @@ class TrialRunner:
         seed: int,
         train: Split,
         test: Split,
+        callbacks: Sequence[Callback] = (),
     ) -> tuple[nn.Module, Preprocessing, dict[str, float]]:
         """Train the chosen configuration on ``train`` for its ``epochs`` and score it on ``test``.
 
         Returns:
             The network, the preprocessing fitted on ``train``, and the ``test_*`` metrics.
         """
-        trainer, prep = self.trainer(config, params, seed, train)
+        trainer, prep = self.trainer(config, params, seed, train, callbacks=callbacks)
         _train(trainer)
         test_metrics = evaluate(
             trainer.model,
