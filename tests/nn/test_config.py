@@ -159,7 +159,7 @@ def test_candidates_are_the_fixed_value_and_the_choices():
             {},
             {"monitor": Categorical(["val_loss", "val_r2"])},
             "space.monitor.choices",
-            "'val_r2' is not reported; early stopping can watch train_loss, lr, val_loss",
+            "'val_r2' is not reported; early stopping can watch train_loss, train_accuracy, lr, val_loss",
         ),
     ],
 )

@@ -31,6 +31,7 @@ from tunelab.trial import Trial, TrialState
 DIGITS_FAST = {"epochs": 5, "batch_size": 64, "units": 32, "lr": 1e-2}
 CLASSIFICATION_METRICS = [
     "train_loss",
+    "train_accuracy",
     "lr",
     "val_loss",
     "val_accuracy",
@@ -438,7 +439,7 @@ def test_final_fit_saves_a_model_that_load_model_restores(tmp_path, digits_objec
     assert all((out / name).is_file() for name in result["artifacts"])
     assert result["test_metrics"]["test_accuracy"] >= 0.9
     assert list(result["test_metrics"]) == [
-        name.replace("val_", "test_") for name in CLASSIFICATION_METRICS[2:]
+        name.replace("val_", "test_") for name in CLASSIFICATION_METRICS[3:]
     ]
 
     meta = json.loads((out / "model.json").read_text())

@@ -151,15 +151,22 @@ def test_fit_learns_and_logs_every_epoch(iris_splits):
     train, val, _ = iris_splits
     history = fit(iris_model(), train, val, **{**FAST, "epochs": 10})
     assert len(history) == 10
-    assert list(history[0])[:4] == ["train_loss", "lr", "val_loss", "val_accuracy"]
+    assert list(history[0])[:5] == [
+        "train_loss",
+        "train_accuracy",
+        "lr",
+        "val_loss",
+        "val_accuracy",
+    ]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["train_accuracy"] > history[0]["train_accuracy"]
     assert history[-1]["val_accuracy"] >= 0.85
 
 
-def test_fit_without_validation_logs_only_the_training_loss(iris_splits):
+def test_fit_without_validation_logs_only_the_training_loss_and_accuracy(iris_splits):
     train, _, _ = iris_splits
     history = fit(iris_model(), train, None, **FAST)
-    assert [set(logs) for logs in history] == [{"train_loss", "lr"}] * 4
+    assert [set(logs) for logs in history] == [{"train_loss", "train_accuracy", "lr"}] * 4
 
 
 def test_same_seed_gives_identical_logs_and_weights(iris_splits):

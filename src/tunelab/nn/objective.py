@@ -23,7 +23,7 @@ from torch import nn
 from tunelab.errors import SpecError, TunelabError
 from tunelab.nn.callbacks import Callback
 from tunelab.nn.config import ConfigResolver, is_builtin
-from tunelab.nn.data import Preprocessing
+from tunelab.nn.data import CLASSIFICATION, Preprocessing
 from tunelab.nn.factory import ModelFactory
 from tunelab.nn.metrics import METRICS
 from tunelab.nn.models import ModelBuilder
@@ -158,7 +158,8 @@ class NetworkObjective:
         Loads the data (the task decides the metrics), so a missing file or column fails here.
         """
         task = self._data()[0].dataset.task
-        return ["train_loss", "lr", *(f"val_{name}" for name in METRICS[task])]
+        train = ["train_loss", "train_accuracy"] if task == CLASSIFICATION else ["train_loss"]
+        return [*train, "lr", *(f"val_{name}" for name in METRICS[task])]
 
     def __call__(self, trial: Trial) -> dict[str, float]:
         """Train with ``trial.params``, report every epoch, stop or pause when the scheduler

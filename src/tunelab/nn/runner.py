@@ -45,8 +45,8 @@ class TrialRunner:
         >>> config, given = ConfigResolver("mlp", {"epochs": 2}).resolve({})
         >>> fold = runner.provider.splits().folds[0]
         >>> trial = Trial(0, {}, 0, "/tmp/trial-0", lambda number, step, metrics: Decision.CONTINUE)
-        >>> sorted(runner.run(trial, config, given, fold))[:3]
-        ['lr', 'train_loss', 'val_accuracy']
+        >>> sorted(runner.run(trial, config, given, fold))[:4]
+        ['lr', 'train_accuracy', 'train_loss', 'val_accuracy']
     """
 
     def __init__(

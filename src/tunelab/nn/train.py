@@ -199,7 +199,8 @@ class Trainer:
         """Train one epoch, score it on the validation split, and call the callbacks.
 
         Returns:
-            The epoch's logs: ``train_loss`` (the mean over the epoch's batches), ``lr`` (the
+            The epoch's logs: ``train_loss`` (the mean over the epoch's batches), for
+            classification ``train_accuracy``, ``lr`` (the
             rate the epoch started with) and, with a validation split, :func:`evaluate`'s
             metrics. Every callback sees them; if any returns True from ``on_epoch_end``,
             :attr:`stopped` becomes True.
@@ -218,7 +219,7 @@ class Trainer:
                 hook.on_epoch_begin(self, epoch)
             lr_now = self.lr
             order = torch.randperm(len(self._inputs), generator=self._batch_order)
-            logs = {"train_loss": self._train_epoch(order.to(self.device)), "lr": lr_now}
+            logs = {**self._train_epoch(order.to(self.device)), "lr": lr_now}
             if self._val is not None:
                 logs.update(
                     evaluate(
@@ -316,21 +317,31 @@ class Trainer:
     def _callback_keys(self) -> list[str]:
         return [f"{i}.{type(hook).__name__}" for i, hook in enumerate(self.callbacks)]
 
-    def _train_epoch(self, order: torch.Tensor) -> float:
-        """One pass over the batches; returns the mean loss per sample (one device sync)."""
+    def _train_epoch(self, order: torch.Tensor) -> dict[str, float]:
+        """One pass over the batches: the mean loss per sample and, for classification, the
+        share of samples each batch got right as it was trained on (Keras's training accuracy:
+        dropout on, weights moving), at one device sync."""
         model, opt, loss_fn = self.model, self.optimizer, self.loss_fn
         inputs, targets = self._inputs, self._targets
+        classify = self.task == CLASSIFICATION
         model.train()
-        total = torch.zeros((), device=inputs.device)
+        total = torch.zeros(2, device=inputs.device)
         for step, batch in enumerate(_batches(order, self._batch_size)):
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(inputs[batch]), targets[batch])
+            outputs = model(inputs[batch])
+            loss = loss_fn(outputs, targets[batch])
             loss.backward()
             opt.step()
-            total += loss.detach() * len(batch)
+            total[0] += loss.detach() * len(batch)
+            if classify:
+                total[1] += (outputs.detach().argmax(1) == targets[batch]).sum()
             for hook in self.callbacks:
                 hook.on_batch_end(self, step, loss)
-        return total.item() / len(inputs)
+        loss_sum, correct = total.tolist()
+        logs = {"train_loss": loss_sum / len(inputs)}
+        if classify:
+            logs["train_accuracy"] = correct / len(inputs)
+        return logs
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -465,7 +476,8 @@ def fit(
 ) -> list[dict[str, float]]:
     """Train ``model`` in place with mini-batch gradient descent: a :class:`Trainer` run to the end.
 
-    After each epoch the logs hold ``train_loss`` (the mean over the epoch's batches), ``lr``
+    After each epoch the logs hold ``train_loss`` (the mean over the epoch's batches), for
+    classification ``train_accuracy`` (over the batches as they were trained on), ``lr``
     (the rate the epoch started with) and, when ``val`` is given, :func:`evaluate`'s validation
     metrics. Callbacks see them; any of them stops training by returning True from
     ``on_epoch_end``. A :class:`~tunelab.nn.callbacks.DivergenceGuard` is added unless you give
@@ -492,8 +504,8 @@ def fit(
         >>> history = fit(build_mlp(4, 3), train, val, task="classification", epochs=3,
         ...               optimizer="sgd", momentum=0.9, schedule="cosine", device="cpu",
         ...               callbacks=[EarlyStopping(patience=2)])
-        >>> sorted(history[-1])[:3]
-        ['lr', 'train_loss', 'val_accuracy']
+        >>> sorted(history[-1])[:4]
+        ['lr', 'train_accuracy', 'train_loss', 'val_accuracy']
     """
     trainer = Trainer(
         model,
