@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -92,6 +93,52 @@ def test_run_then_best_json_then_trials(tmp_path):
     assert csv.splitlines()[0].startswith("number,state,value,lr,momentum,optimizer,units")
     status = tunelab("status", "iris-mlp", "--storage", storage, cwd=tmp_path).stdout
     assert "complete: 12" in status and "test" in status
+
+
+def test_run_prints_a_line_per_trial_then_plots_and_a_report_come_from_storage(tmp_path):
+    spec = write_spec(tmp_path, budget={"trials": 4})
+    run = tunelab("run", str(spec), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert [line.split(" ")[:3] for line in lines[:4]] == [
+        ["Trial", str(n), "finished"] for n in range(4)
+    ]
+    assert "retraining: 4 epochs" in run.stdout and "retraining: done" in run.stdout
+    storage = ["--storage", f"sqlite:///{tmp_path}/tunelab.db"]
+    png = tunelab("plot", "iris-mlp", "--kind", "history", "-o", "h.png", *storage, cwd=tmp_path)
+    assert png.returncode == 0, png.stderr
+    assert (tmp_path / "h.png").read_bytes().startswith(b"\x89PNG")
+    html = tunelab(
+        "plot",
+        "iris-mlp",
+        "--kind",
+        "curves",
+        "--trials",
+        "1,3",
+        "-o",
+        "c.html",
+        *storage,
+        cwd=tmp_path,
+    )
+    assert html.returncode == 0, html.stderr
+    page = (tmp_path / "c.html").read_text()
+    assert "#1" in page and "#3" in page and not re.search(r"<script[^>]*src=", page)
+    bad = tunelab(
+        "plot",
+        "iris-mlp",
+        "--kind",
+        "curves",
+        "--trials",
+        "9",
+        "-o",
+        "c.png",
+        *storage,
+        cwd=tmp_path,
+    )
+    assert "--trials: curves: no trial numbered 9" in one_line_exit_2(bad)
+    report = tunelab("report", "iris-mlp", "-o", "r.html", *storage, cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert "test_accuracy" in (tmp_path / "r.html").read_text()
 
 
 @pytest.mark.slow
@@ -330,7 +377,18 @@ def test_more_workers_than_cores_are_capped_with_one_warning(tmp_path):
     assert len(records) == 1 and "1000 asked for" in records[0].getMessage()
 
 
-@pytest.mark.parametrize("command", [["status", "s"], ["trials", "s"], ["best", "s"], ["studies"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status", "s"],
+        ["trials", "s"],
+        ["best", "s"],
+        ["studies"],
+        ["plot", "s", "-o", "h.png"],
+        ["report", "s", "-o", "r.html"],
+        ["dashboard"],
+    ],
+)
 def test_read_commands_create_no_database_and_no_folder(tmp_path, command):
     line = one_line_exit_2(tunelab(*command, cwd=tmp_path))
     assert f"no database at {tmp_path / 'tunelab.db'}" in line

@@ -9,6 +9,7 @@ import logging
 import math
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -135,6 +136,98 @@ def studies(storage: StorageOption = None) -> None:
         out.print(f"{record.name}  ({record.direction} {record.metric})")
 
 
+@app.command()
+def plot(
+    name: str,
+    output: Annotated[
+        str, typer.Option("-o", "--output", help="File to write: .png/.svg/.pdf, or .html.")
+    ],
+    kind: Annotated[
+        str,
+        typer.Option(help="history, curves, parallel, slice, contour, importance or intermediate."),
+    ] = "history",
+    trials: Annotated[
+        str | None, typer.Option("--trials", help="Trial numbers for curves, e.g. 3,7.")
+    ] = None,
+    params: Annotated[
+        str | None, typer.Option("--params", help="Parameters to show, e.g. lr,dropout.")
+    ] = None,
+    storage: StorageOption = None,
+) -> None:
+    """One figure of a study: a PNG (matplotlib) or an interactive HTML file (plotly, inlined)."""
+    from tunelab.viz import KINDS, figure_data
+
+    if kind not in KINDS:
+        raise SpecError("--kind", f"expected one of {', '.join(KINDS)}, got {kind!r}")
+    path = _output_path(output, (".png", ".svg", ".pdf", ".html"))
+    store = get_storage(storage or DEFAULT_STORAGE, create=False)
+    record = store.get_study(name)
+    try:
+        data = figure_data(
+            kind,
+            store.get_trials(record.id),
+            metric=record.metric,
+            direction=record.direction,
+            numbers=_numbers(trials),
+            params=params.split(",") if params else None,
+        )
+    except ValueError as exc:
+        raise SpecError(
+            "--trials" if trials and kind == "curves" else "--params", str(exc)
+        ) from None
+    if path.suffix == ".html":
+        from tunelab.viz import to_plotly
+
+        to_plotly(data).write_html(path, include_plotlyjs=True, full_html=True)
+    else:
+        from tunelab.viz import to_matplotlib
+
+        to_matplotlib(data).savefig(path, dpi=120)
+    out.print(f"wrote {path}")
+
+
+@app.command()
+def report(
+    name: str,
+    output: Annotated[str, typer.Option("-o", "--output", help="The .html file to write.")],
+    storage: StorageOption = None,
+) -> None:
+    """One self-contained HTML file: summary, best trial, test score, every figure, the trial
+    table. It opens from disk with no network (plotly.js is inlined)."""
+    from tunelab.report import write_report
+
+    path = _output_path(output, (".html", ".htm"))
+    write_report(get_storage(storage or DEFAULT_STORAGE, create=False), name, path)
+    out.print(f"wrote {path}")
+
+
+@app.command()
+def dashboard(
+    storage: StorageOption = None,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    host: Annotated[
+        str,
+        typer.Option(help="Address to bind; another than 127.0.0.1 requires the printed token."),
+    ] = "127.0.0.1",
+) -> None:
+    """A local, read-only web app over storage: studies, figures, trials; refreshes live."""
+    import secrets
+
+    from tunelab.dashboard import create_app, serve
+
+    store = get_storage(storage or DEFAULT_STORAGE, create=False)
+    create_app(store)  # a missing or unreadable database is one line here, before the server
+    token = None if host in _LOOPBACK else secrets.token_urlsafe(16)
+    url = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
+    out.print(f"tunelab dashboard on {url}  (Ctrl-C stops it)", highlight=False, soft_wrap=True)
+    if token:
+        out.print("anyone who can reach this address needs the token; share the URL with care")
+    serve(store, host=host, port=port, token=token)
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 # Helpers -------------------------------------------------------------------------------------------
 def _run(experiment: Any) -> None:
     """Search with live progress, then retrain and test; Ctrl-C says how to continue."""
@@ -169,6 +262,27 @@ def _search_and_finalize(experiment: Any) -> None:
         logger.setLevel(level)
     out.print("Retraining the best config on train+validation and scoring it on the test split...")
     _print_result(experiment.finalize(callbacks=[ProgressBar("retraining", out)]))
+
+
+def _output_path(output: str, suffixes: tuple[str, ...]) -> Path:
+    """Where a figure or report goes: a known suffix, in a folder that exists."""
+    path = Path(output)
+    if path.suffix.lower() not in suffixes:
+        raise SpecError(
+            "--output", f"expected a file ending in {', '.join(suffixes)}, got {output!r}"
+        )
+    if not path.parent.is_dir():
+        raise SpecError("--output", f"folder {str(path.parent)!r} does not exist; create it first")
+    return path
+
+
+def _numbers(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SpecError("--trials", f"expected trial numbers like 3,7, got {text!r}") from None
 
 
 def _print_result(result: dict[str, Any]) -> None:
