@@ -32,6 +32,7 @@ from tunelab.space import Space
 from tunelab.storage import Storage, StudyRecord, TrialStateError, get_storage
 from tunelab.storage.base import StudyNameTaken, TrialNumberTaken
 from tunelab.strategies import Proposal, Strategy, make_strategy
+from tunelab.strategies.base import History
 from tunelab.trial import Decision, FrozenTrial, TrialState
 
 __all__ = ["Study", "trial_seed"]
@@ -271,6 +272,7 @@ class _TrialView:
         self._ordered: list[FrozenTrial] = []  # by number: updates replace in place, no re-sort
         self._index: dict[int, int] = {}  # trial number -> position in _ordered
         self._waiting: set[int] = set()
+        self._not_proposed: list[int] = []  # numbers of queued (manual) trials, sorted
         self._revision = 0
         self._complete = False
         self.next_number = 0
@@ -304,6 +306,10 @@ class _TrialView:
         else:  # a lower number another process created after we read: re-index once
             self._ordered.insert(bisect.bisect(self._ordered, trial.number, key=_number), trial)
             self._index = {t.number: i for i, t in enumerate(self._ordered)}
+        if trial.source != "strategy":
+            position = bisect.bisect_left(self._not_proposed, trial.number)
+            if self._not_proposed[position : position + 1] != [trial.number]:
+                self._not_proposed.insert(position, trial.number)
         if trial.state is TrialState.WAITING:
             self._waiting.add(trial.number)
         else:
@@ -323,9 +329,9 @@ class _TrialView:
         return None if position is None else self._ordered[position]
 
     @property
-    def trials(self) -> list[FrozenTrial]:
+    def trials(self) -> History:
         """Every trial by number (a copy: the view changes as reports arrive)."""
-        return list(self._ordered)
+        return History(self._ordered, tuple(self._not_proposed))
 
 
 def _number(trial: FrozenTrial) -> int:

