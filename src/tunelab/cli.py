@@ -213,12 +213,12 @@ def dashboard(
     """A local, read-only web app over storage: studies, figures, trials; refreshes live."""
     import secrets
 
-    from tunelab.dashboard import create_app, serve
+    from tunelab.dashboard import serve
 
-    store = get_storage(storage or DEFAULT_STORAGE, create=False)
-    create_app(store)  # a missing or unreadable database is one line here, before the server
+    store = get_storage(storage or DEFAULT_STORAGE, create=False)  # missing: one line, no file
     token = None if host in _LOOPBACK else secrets.token_urlsafe(16)
-    url = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
+    address = f"[{host}]" if ":" in host else host
+    url = f"http://{address}:{port}/" + (f"?token={token}" if token else "")
     out.print(f"tunelab dashboard on {url}  (Ctrl-C stops it)", highlight=False, soft_wrap=True)
     if token:
         out.print("anyone who can reach this address needs the token; share the URL with care")
