@@ -134,7 +134,9 @@ def test_early_stopping_state_resets_for_the_next_fit(iris_splits):
 
 def test_a_monitor_that_is_not_logged_is_a_clear_error(iris_splits):
     train, _, _ = iris_splits
-    with pytest.raises(SpecError, match="'val_loss' is not logged; this fit logs train_loss, train_accuracy, lr"):
+    with pytest.raises(
+        SpecError, match="'val_loss' is not logged; this fit logs train_loss, train_accuracy, lr"
+    ):
         fit(model(), train, None, epochs=2, callbacks=[EarlyStopping()], **FAST)
     with pytest.raises(SpecError, match="cannot tell whether 'speed'"):
         fit(model(), train, None, epochs=1, callbacks=[EarlyStopping("speed")], **FAST)

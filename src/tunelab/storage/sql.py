@@ -227,6 +227,12 @@ def _loads(text: str | None, default: Any = None) -> Any:
     return default if text is None else json.loads(text)
 
 
+def _loads_all(texts: Iterable[str | None]) -> list[Any]:
+    """Many JSON documents decoded at once (None for SQL NULL): one call of the C decoder on
+    their joined text, where one call each cost half the time of reading 100,000 trials."""
+    return json.loads("[" + ",".join("null" if text is None else text for text in texts) + "]")
+
+
 def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
@@ -547,7 +553,7 @@ class SQLStorage(Storage):
         row = conn.execute(_TRIAL, {"trial_id": trial_id}).first()
         if row is None:
             return StorageError(f"no trial with id {trial_id} in {self.url}")
-        error = check_transition(self._trial(row, {}), to, owner)
+        error = check_transition(self._decoded(row), to, owner)
         return error or TrialStateError(f"trial {row.number} could not be written")
 
     @staticmethod
@@ -646,7 +652,7 @@ class SQLStorage(Storage):
         except IntegrityError as exc:
             raise TrialNumberTaken(f"trial number {number} is taken") from exc
         row = _Row(id=trial_id, metrics=None, value=None, error=None, finished_at=None, attrs=None)
-        return self._trial(_Row(**vars(row), **values), {})
+        return self._decoded(_Row(**vars(row), **values))
 
     def set_trial_params(
         self,
@@ -780,30 +786,48 @@ class SQLStorage(Storage):
         rows = conn.execute(trial_query, params).all()
         report_rows = conn.execute(report_query, params).all()
         intermediate: dict[int, dict[int, dict[str, float]]] = {}
-        for trial_id, step, metrics in report_rows:
-            intermediate.setdefault(trial_id, {})[step] = json.loads(metrics)
-        return [self._trial(row, intermediate.get(row.id, {})) for row in rows]
+        for (trial_id, step, _), metrics in zip(
+            report_rows, _loads_all(row[2] for row in report_rows), strict=True
+        ):
+            intermediate.setdefault(trial_id, {})[step] = metrics
+        fields = _loads_all(text for row in rows for text in _json_fields(row))
+        return [
+            self._trial(row, intermediate.get(row.id, {}), *fields[4 * i : 4 * i + 4])
+            for i, row in enumerate(rows)
+        ]
 
     def _get_trial(self, conn: sa.Connection | None, trial_id: int) -> FrozenTrial:
-        """One trial without reports."""
+        """One trial without reports, read."""
         if conn is None:
             with self._begin(read_only=True) as conn:
                 return self._get_trial(conn, trial_id)
-        return self._trial(conn.execute(_TRIAL, {"trial_id": trial_id}).one(), {})
+        return self._decoded(conn.execute(_TRIAL, {"trial_id": trial_id}).one())
+
+    def _decoded(self, row: Any) -> FrozenTrial:
+        """One trial from its row, without reports."""
+        return self._trial(row, {}, *_loads_all(_json_fields(row)))
 
     @staticmethod
-    def _trial(row: Any, intermediate: dict[int, dict[str, float]]) -> FrozenTrial:
+    def _trial(
+        row: Any,
+        intermediate: dict[int, dict[str, float]],
+        params: dict[str, Any] | None,
+        metrics: dict[str, float] | None,
+        proposal: dict[str, Any] | None,
+        attrs: dict[str, Any] | None,
+    ) -> FrozenTrial:
+        """A trial from its row and its JSON columns, decoded (None where NULL)."""
         return FrozenTrial(
             id=row.id,
             number=row.number,
-            state=TrialState(row.state),
-            params=_loads(row.params),
+            state=_STATES[row.state],
+            params=params,
             value=row.value,
-            metrics=_loads(row.metrics, {}),
+            metrics=metrics or {},
             intermediate=intermediate,
             seed=row.seed,
             source=row.source,
-            proposal=_loads(row.proposal, {}),
+            proposal=proposal or {},
             error=row.error,
             started_at=row.started_at,
             finished_at=row.finished_at,
@@ -811,5 +835,13 @@ class SQLStorage(Storage):
             owner=row.owner,
             retries=row.retries,
             revision=row.revision,
-            attrs=_loads(row.attrs, {}),
+            attrs=attrs or {},
         )
+
+
+def _json_fields(row: Any) -> tuple[str | None, ...]:
+    """A trial row's JSON columns, in the order :meth:`SQLStorage._trial` takes them."""
+    return row.params, row.metrics, row.proposal, row.attrs
+
+
+_STATES = {state.value: state for state in TrialState}
