@@ -195,7 +195,7 @@ def test_the_study_page_shows_summary_table_and_every_figure(tab):
     summary = tab.page.locator("#summary").inner_text()
     assert "60 trials" in summary and "Best: trial #" in summary
     assert "Final test result (trial #8, retrained on all): score = 0.9" in summary
-    assert tab.page.locator("#range").inner_text() == "1–50 of 60"
+    assert tab.page.locator("#range").inner_text() == "1–25 of 60"
     draw_figures(tab)
     assert_all_drawn(tab)
     assert tab.page.locator(".figure-box").count() == len(KINDS)
@@ -232,6 +232,8 @@ def test_a_failed_and_a_pruned_trial_show_their_error_and_stop_reason(tab):
 def test_the_table_sorts_filters_and_pages(tab):
     tab.open("/studies/demo")
     tab.page.wait_for_selector("#trials tbody tr")
+    tab.page.select_option("#limit", "50")
+    wait_for_range(tab, "1–50 of 60")
     tab.page.click("#next")
     wait_for_range(tab, "51–60 of 60")
     assert column(tab, 1)[0] == "50"
@@ -272,7 +274,7 @@ def test_a_running_study_updates_the_open_page_without_a_reload(browser, tmp_pat
         more = threading.Thread(target=demo_study, args=(url,), kwargs={"trials": 30})
         more.start()
         more.join()
-        wait_for_range(tab, "1–30 of 30")
+        wait_for_range(tab, "1–25 of 30")
         assert "30 trials" in tab.page.locator("#summary").inner_text()
         assert tab.page.evaluate("window.sameDocument") is True
         tab.page.wait_for_function(  # the figures were redrawn with the new trials

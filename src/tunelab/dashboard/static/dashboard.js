@@ -238,7 +238,7 @@ async function studyPage() {
   const { name } = pathParts();
   document.title = `${name} · tunelab`;
   byId("title").textContent = name;
-  const table = { sort: "number", order: "asc", states: new Set(), q: "", offset: 0, limit: 50, seq: 0 };
+  const table = { sort: "number", order: "asc", states: new Set(), q: "", offset: 0, limit: 25, seq: 0 };
   let summary = await api("/api/study", { name });
   renderSummary(summary);
   buildFilters(table, () => loadTable(name, table, summary));
