@@ -438,7 +438,8 @@ def test_storage_failures_are_one_line_naming_the_database(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_says_how_to_resume_this_study(tmp_path):
-    spec = write_spec(tmp_path, budget={"trials": 30}, fixed={**SPEC["fixed"], "epochs": 15})
+    # a budget far beyond what runs before the signal, on however slow or busy a machine
+    spec = write_spec(tmp_path, budget={"trials": 500}, fixed={**SPEC["fixed"], "epochs": 15})
     proc = subprocess.Popen(
         [sys.executable, "-m", "tunelab.cli", "run", str(spec)],
         cwd=tmp_path,
