@@ -14,6 +14,7 @@ MODULES = [
     "tunelab.nn.data",
     "tunelab.nn.factory",
     "tunelab.nn.initializers",
+    "tunelab.nn.lr_finder",
     "tunelab.nn.metrics",
     "tunelab.nn.models",
     "tunelab.nn.objective",

@@ -38,6 +38,7 @@ from tunelab.nn.data import (
 )
 from tunelab.nn.factory import ModelFactory
 from tunelab.nn.initializers import INITIALIZERS, init_weights
+from tunelab.nn.lr_finder import NoUsableRange, RangeTest, range_test
 from tunelab.nn.metrics import METRICS, metric_mode
 from tunelab.nn.models import ACTIVATIONS, POOLINGS, build_cnn, build_mlp, import_builder
 from tunelab.nn.objective import NetworkObjective, load_model
@@ -83,10 +84,12 @@ __all__ = [
     "HoldoutSplitter",
     "LRSchedulerCallback",
     "ModelCheckpoint",
-    "ProgressBar",
     "ModelFactory",
     "NetworkObjective",
+    "NoUsableRange",
     "Preprocessing",
+    "ProgressBar",
+    "RangeTest",
     "Scaler",
     "Split",
     "Splits",
@@ -109,6 +112,7 @@ __all__ = [
     "make_schedule",
     "metric_mode",
     "predict",
+    "range_test",
     "resolve_device",
     "scaled_lr",
     "seed_everything",
