@@ -95,6 +95,33 @@ def test_run_then_best_json_then_trials(tmp_path):
     assert "complete: 12" in status and "test" in status
 
 
+def test_lr_find_writes_the_curve_and_its_data_and_refuses_a_flat_curve_in_one_line(tmp_path):
+    spec = write_spec(tmp_path)
+    run = tunelab("lr-find", str(spec), "--start", "1e-5", "--steps", "60", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("lr range test (adam, batch 16, ")  # optimizer: searched
+    assert "suggested lr" in run.stdout and "(valley)" in run.stdout
+    assert (tmp_path / "lr-find.png").read_bytes().startswith(b"\x89PNG")
+    saved = json.loads((tmp_path / "lr-find.json").read_text())
+    assert set(saved["suggestions"]) == {"steepest", "valley", "minimum/10"}
+    flat = tunelab(
+        "lr-find",
+        str(spec),
+        "--start",
+        "1e-10",
+        "--end",
+        "1e-9",
+        "--steps",
+        "40",
+        "-o",
+        "f.png",
+        cwd=tmp_path,
+    )
+    line = one_line_exit_2(flat)
+    assert "no usable range found" in line and "the curve is in f.png" in line
+    assert (tmp_path / "f.png").is_file() and not (tmp_path / "tunelab.db").exists()
+
+
 def test_run_prints_a_line_per_trial_then_plots_and_a_report_come_from_storage(tmp_path):
     spec = write_spec(tmp_path, budget={"trials": 4})
     run = tunelab("run", str(spec), cwd=tmp_path)

@@ -25,6 +25,7 @@ __all__ = [
     "TrialPruned",
     "TrialState",
     "TunelabError",
+    "lr_find",
 ]
 
 __version__ = "0.1.0"
@@ -42,10 +43,12 @@ _HOMES = {
     "FrozenTrial": "tunelab.trial",
     "Trial": "tunelab.trial",
     "TrialState": "tunelab.trial",
+    "lr_find": "tunelab.lr_range",
 }
 
 if TYPE_CHECKING:
     from tunelab.errors import SpecError, TrialPruned, TunelabError
+    from tunelab.lr_range import lr_find
     from tunelab.space import Categorical, Float, Int, Space
     from tunelab.study import Study
     from tunelab.trial import Decision, FrozenTrial, Trial, TrialState

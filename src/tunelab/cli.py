@@ -136,6 +136,48 @@ def studies(storage: StorageOption = None) -> None:
         out.print(f"{record.name}  ({record.direction} {record.metric})")
 
 
+@app.command("lr-find")
+def lr_find(
+    spec: Annotated[str, typer.Argument(help="Path to the experiment's YAML spec.")],
+    output: Annotated[
+        str,
+        typer.Option("-o", "--output", help="The curve: .png/.svg/.pdf or .html; a .json beside."),
+    ] = "lr-find.png",
+    start: Annotated[float, typer.Option(help="The first learning rate.")] = 1e-7,
+    end: Annotated[float, typer.Option(help="The last learning rate.")] = 10.0,
+    steps: Annotated[int, typer.Option(help="Mini-batches, one learning rate each.")] = 100,
+    mode: Annotated[str, typer.Option(help="exp or linear ramp.")] = "exp",
+) -> None:
+    """The LR range test: one short run with the spec's model, data and optimizer while the
+    learning rate rises; suggests a learning rate, and draws the curve with the suggestions."""
+    from tunelab.lr_range import lr_find as run_range_test
+    from tunelab.nn.lr_finder import NoUsableRange
+
+    path = _output_path(output, (".png", ".svg", ".pdf", ".html"))
+    try:
+        test = run_range_test(spec, start=start, end=end, steps=steps, mode=mode).to_dict()
+    except NoUsableRange as exc:  # the curve still tells why: draw it, then say so
+        curve = {"lrs": exc.lrs, "losses": exc.losses, "smoothed": exc.smoothed}
+        _write_range_test({**curve, "suggestions": {}, "suggestion": None, "mode": mode}, path)
+        raise TunelabError(f"{exc}; the curve is in {path}") from None
+    _write_range_test(test, path)
+    others = ", ".join(f"{k} {v:.3g}" for k, v in test["suggestions"].items() if k != "valley")
+    out.print(
+        f"lr range test ({test['optimizer']}, batch {test['batch_size']}, {len(test['lrs'])} "
+        f"steps, {test['stopped']}): suggested lr {test['suggestion']:.3g} (valley); {others}; "
+        f"curve in {path}, data in {path.with_suffix('.json')}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _write_range_test(test: dict[str, Any], path: Path) -> None:
+    from tunelab.viz import range_test_data
+
+    path.with_suffix(".json").write_text(json.dumps(test, indent=2) + "\n")
+    _save_figure(range_test_data(test), path)
+
+
 @app.command()
 def plot(
     name: str,
@@ -175,6 +217,12 @@ def plot(
         raise SpecError(
             "--trials" if trials and kind == "curves" else "--params", str(exc)
         ) from None
+    _save_figure(data, path)
+    out.print(f"wrote {path}")
+
+
+def _save_figure(data: Any, path: Path) -> None:
+    """HTML through plotly (plotly.js inlined), anything else through matplotlib."""
     if path.suffix == ".html":
         from tunelab.viz import to_plotly
 
@@ -183,7 +231,6 @@ def plot(
         from tunelab.viz import to_matplotlib
 
         to_matplotlib(data).savefig(path, dpi=120)
-    out.print(f"wrote {path}")
 
 
 @app.command()

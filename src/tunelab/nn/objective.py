@@ -25,12 +25,14 @@ from tunelab.nn.callbacks import Callback
 from tunelab.nn.config import ConfigResolver, is_builtin
 from tunelab.nn.data import CLASSIFICATION, Preprocessing
 from tunelab.nn.factory import ModelFactory
+from tunelab.nn.lr_finder import RangeTest, range_test
 from tunelab.nn.metrics import METRICS
 from tunelab.nn.models import ModelBuilder
 from tunelab.nn.optimizers import LOSSES
 from tunelab.nn.provider import DataProvider
 from tunelab.nn.runner import TrialRunner
 from tunelab.nn.splits import Fold, HoldoutSplitter, Splits, Splitter
+from tunelab.nn.train import _LOSS_OPTIONS, _OPTIMIZER_OPTIONS
 from tunelab.space import Space
 from tunelab.trial import Trial
 
@@ -218,6 +220,35 @@ class NetworkObjective:
         }
         artifacts = _save(Path(out_dir), model, meta, prep)
         return {"test_metrics": test_metrics, "artifacts": artifacts}
+
+    def lr_range_test(
+        self, params: Mapping[str, Any] | None = None, seed: int = 0, **options: Any
+    ) -> RangeTest:
+        """The LR range test (:func:`~tunelab.nn.range_test`) on this objective's training
+        split, with the network, optimizer, loss and batch size of a configuration: ``params``
+        over ``fixed`` over the defaults. ``options`` go to the test (start, end, steps, mode...).
+
+        With the linear scaling rule on (``reference_batch``), the test runs at the reference
+        batch size, so its suggestion is the configuration's ``lr`` as the rule reads it.
+        """
+        config, given = self.resolver.resolve(params or {})
+        splits, fold = self._data()
+        dataset = splits.dataset
+        prep = self.provider.preprocessing().fit(fold.train)
+        model = self.factory.build(config, given, dataset.shape, dataset.n_outputs, seed)
+        knobs = {name: config[name] for name in (*_OPTIMIZER_OPTIONS, *_LOSS_OPTIONS)}
+        return range_test(
+            model,
+            prep.transform_split(fold.train),
+            task=dataset.task,
+            optimizer=config["optimizer"],
+            batch_size=config["reference_batch"] or config["batch_size"],
+            loss=config["loss"],
+            target_scaler=prep.target_ if dataset.task != CLASSIFICATION else None,
+            seed=seed,
+            device=self.device,
+            **{**knobs, **options},
+        )
 
     def _runner(self) -> TrialRunner:
         return TrialRunner(self.provider, self.factory, self.device, self.callbacks)

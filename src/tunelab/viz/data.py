@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -57,6 +57,7 @@ __all__ = [
     "Line",
     "Panel",
     "ParallelData",
+    "RangeTestData",
     "SliceData",
     "contour_data",
     "curves_data",
@@ -66,6 +67,7 @@ __all__ = [
     "intermediate_data",
     "param_importances",
     "parallel_data",
+    "range_test_data",
     "slice_data",
     "thin",
 ]
@@ -221,6 +223,39 @@ class ImportanceData(NamedTuple):
     importances: list[float]
 
 
+class RangeTestData(NamedTuple):
+    """An LR range test: the loss against the learning rate (raw and smoothed) and the rates
+    its rules suggest; ``chosen`` names the one tunelab uses."""
+
+    title: str
+    note: str
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float]
+    log_x: bool
+    suggestions: dict[str, float]
+    chosen: str
+
+
+def range_test_data(test: Mapping[str, Any]) -> RangeTestData:
+    """The figure of an LR range test, from its JSON form (``RangeTest.to_dict()``, as a study
+    stores it), so drawing it needs no torch."""
+    chosen = next(
+        (name for name, lr in test["suggestions"].items() if lr == test.get("suggestion")), ""
+    )
+    stopped = test.get("stopped", "")
+    return RangeTestData(
+        title=f"LR range test ({test.get('optimizer', '?')}, batch {test.get('batch_size', '?')})",
+        note="" if stopped == "end of range" else f"stopped early: {stopped}",
+        lrs=list(test["lrs"]),
+        losses=list(test["losses"]),
+        smoothed=list(test["smoothed"]),
+        log_x=test.get("mode", "exp") == "exp",
+        suggestions=dict(test["suggestions"]),
+        chosen=chosen,
+    )
+
+
 class IntermediateData(NamedTuple):
     """Every shown trial's intermediate values of the metric, with its state."""
 
@@ -239,6 +274,7 @@ FigureData = (
     | ContourData
     | ImportanceData
     | IntermediateData
+    | RangeTestData
 )
 
 

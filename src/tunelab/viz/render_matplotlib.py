@@ -25,6 +25,7 @@ from tunelab.viz.data import (
     ImportanceData,
     IntermediateData,
     ParallelData,
+    RangeTestData,
     SliceData,
 )
 
@@ -289,6 +290,23 @@ def _drawing_order(data: IntermediateData) -> list[str]:
     return sorted(present - _STATES.keys()) + [s for s in _STATES if s in present]
 
 
+def _range_test(fig: Figure, data: RangeTestData) -> None:
+    ax = fig.add_subplot()
+    ax.plot(data.lrs, data.losses, color="#c7c7c7", linewidth=1, label="loss")
+    ax.plot(data.lrs, data.smoothed, color=_COLORS[0], label="smoothed loss")
+    for i, (name, lr) in enumerate(data.suggestions.items()):
+        label = f"{name}: {lr:.3g}" + (" (used)" if name == data.chosen else "")
+        ax.axvline(lr, color=_COLORS[i + 1], linestyle="--", label=label)
+    if data.log_x:
+        ax.set_xscale("log")
+    top = max(data.smoothed[0] * 2, min(data.smoothed) * 4)  # the blow-up would flatten the rest
+    ax.set_ylim(min(data.smoothed) * 0.9 if min(data.smoothed) > 0 else None, top)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 _DRAW: dict[type, Callable[[Figure, FigureData], None]] = {
     HistoryData: _history,
     CurvesData: _curves,
@@ -297,4 +315,5 @@ _DRAW: dict[type, Callable[[Figure, FigureData], None]] = {
     ContourData: _contour,
     ImportanceData: _importance,
     IntermediateData: _intermediate,
+    RangeTestData: _range_test,
 }

@@ -21,6 +21,7 @@ from tunelab.viz.data import (
     ImportanceData,
     IntermediateData,
     ParallelData,
+    RangeTestData,
     SliceData,
 )
 
@@ -320,6 +321,35 @@ def _drawing_order(data: IntermediateData) -> list[str]:
     return sorted(present - _STATES.keys()) + [s for s in _STATES if s in present]
 
 
+def _range_test(data: RangeTestData) -> go.Figure:
+    fig = go.Figure()
+    fig.add_scatter(
+        x=data.lrs, y=data.losses, mode="lines", name="loss", line={"color": "#c7c7c7", "width": 1}
+    )
+    fig.add_scatter(
+        x=data.lrs, y=data.smoothed, mode="lines", name="smoothed loss", line={"color": _COLORS[0]}
+    )
+    for i, (name, lr) in enumerate(data.suggestions.items()):
+        label = f"{name}: {lr:.3g}" + (" (used)" if name == data.chosen else "")
+        fig.add_vline(x=lr, line={"color": _COLORS[i + 1], "dash": "dash"})
+        fig.add_scatter(
+            x=[lr],
+            y=[_smoothed_at(data, lr)],
+            mode="markers",
+            name=label,
+            marker={"color": _COLORS[i + 1], "size": 10},
+        )
+    fig.update_xaxes(title="learning rate", type="log" if data.log_x else "linear")
+    fig.update_yaxes(title="training loss")
+    return fig
+
+
+def _smoothed_at(data: RangeTestData, lr: float) -> float:
+    """The smoothed loss at the step whose rate is nearest ``lr``."""
+    nearest = min(range(len(data.lrs)), key=lambda i: abs(data.lrs[i] - lr))
+    return data.smoothed[nearest]
+
+
 _DRAW: dict[type, Callable[..., go.Figure]] = {
     HistoryData: _history,
     CurvesData: _curves,
@@ -328,4 +358,5 @@ _DRAW: dict[type, Callable[..., go.Figure]] = {
     ContourData: _contour,
     ImportanceData: _importance,
     IntermediateData: _intermediate,
+    RangeTestData: _range_test,
 }
