@@ -81,14 +81,21 @@ def as_listener(callback: StudyListener | Callable[[Study, FrozenTrial], None]) 
 
 class LoggingListener(StudyListener):
     """One line per finished trial on the ``tunelab`` logger: its value and params and the best
-    so far (INFO), why a scheduler stopped it (INFO), or its error (WARNING)."""
+    so far (INFO), why a scheduler stopped it (INFO), or its error (WARNING).
 
-    def __init__(self, best: FrozenTrial | None = None) -> None:
-        self.best = best
+    ``best_before`` gives the best trial before this run; it is asked once, at the first line,
+    so a quiet run never pays for it."""
+
+    def __init__(self, best_before: Callable[[], FrozenTrial | None] = lambda: None) -> None:
+        self.best_before = best_before
+        self.best: FrozenTrial | None = None
+        self.started = False
 
     def trial_finished(self, study: Study, trial: FrozenTrial) -> None:
         if not logger.isEnabledFor(logging.INFO) and trial.state is not TrialState.FAILED:
             return
+        if not self.started:
+            self.best, self.started = self.best_before(), True
         self.best = _better(self.best, trial, study.direction)
         level = logging.WARNING if trial.state is TrialState.FAILED else logging.INFO
         logger.log(level, describe_end(trial, study.metric, self.best))

@@ -214,7 +214,8 @@ class Study:
         if trials is None and minutes is None and not self.strategy.is_finite():
             raise SpecError("budget", "give trials and/or minutes, or the search never ends")
         space = space if isinstance(space, Space) else Space(space)
-        listeners = [LoggingListener(self.best_trial), *map(as_listener, callbacks)]
+        logged = LoggingListener(lambda: best_trial(self._view.trials, self.direction))
+        listeners = [logged, *map(as_listener, callbacks)]
         run = _Run(self, space, trials, minutes, trial_timeout, listeners)
         self._executor = make_executor(executor) if executor else executor_for(workers)
         if reproducible:
