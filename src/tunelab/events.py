@@ -18,11 +18,11 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tunelab.readers import best_trial
 from tunelab.trial import FrozenTrial, TrialState
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ class LoggingListener(StudyListener):
             return
         if not self.started:
             self.best, self.started = self.best_before(), True
-        self.best = _better(self.best, trial, study.direction)
+        self.best = best_trial([t for t in (self.best, trial) if t], study.direction)
         level = logging.WARNING if trial.state is TrialState.FAILED else logging.INFO
         logger.log(level, describe_end(trial, study.metric, self.best))
 
@@ -116,18 +116,6 @@ def describe_end(trial: FrozenTrial, metric: str, best: FrozenTrial | None) -> s
     if best is not None:
         line += f" Best is trial {best.number} with {metric} = {_number(best.value)}."
     return line
-
-
-def _better(best: FrozenTrial | None, trial: FrozenTrial, direction: str) -> FrozenTrial | None:
-    if trial.state is not TrialState.COMPLETE or trial.value is None:
-        return best
-    if not math.isfinite(trial.value):
-        return best
-    if best is None or (
-        trial.value > best.value if direction == "maximize" else trial.value < best.value
-    ):
-        return trial
-    return best
 
 
 def _number(value: Any) -> str:

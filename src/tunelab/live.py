@@ -9,7 +9,6 @@ metric) as reports arrive, so a user sees trials train, not only end.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tunelab.events import StudyListener, describe_end
+from tunelab.readers import best_trial
 from tunelab.trial import FrozenTrial, TrialState
 
 if TYPE_CHECKING:
@@ -47,14 +47,7 @@ class _Tally:
         return sum(self.counts[s] for s in TrialState if s.is_finished())
 
     def offer(self, trial: FrozenTrial) -> None:
-        value = trial.value
-        if trial.state is not TrialState.COMPLETE or value is None or not math.isfinite(value):
-            return
-        best = self.best
-        if best is None or (
-            value > best.value if self.direction == "maximize" else value < best.value
-        ):
-            self.best = trial
+        self.best = best_trial([t for t in (self.best, trial) if t], self.direction)
 
     def move(self, number: int, state: TrialState) -> None:
         before = self.state_of.get(number)
