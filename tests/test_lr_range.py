@@ -6,7 +6,9 @@ import pytest
 
 from tunelab import lr_find
 from tunelab.errors import SpecError
-from tunelab.nn import NoUsableRange
+from tunelab.lr_range import ATTR, AUTO_STEPS
+from tunelab.nn import NetworkObjective, NoUsableRange
+from tunelab.spec import parse_spec
 from tunelab.viz import range_test_data, to_matplotlib, to_plotly
 
 SPEC = {
@@ -52,3 +54,174 @@ def test_the_curve_draws_with_its_suggestions_from_its_json_form():
     names = [trace.name for trace in to_plotly(data).data]
     assert names[:2] == ["loss", "smoothed loss"] and any("(used)" in n for n in names)
     assert to_matplotlib(data).axes[0].get_xscale() == "log"
+
+
+# auto: the range test sets the search's range (or the fixed rate) --------------------------------
+AUTO = {
+    **SPEC,
+    "name": "iris-auto",
+    "space": {
+        "lr": {"type": "float", "auto": True},
+        "optimizer": {"type": "categorical", "choices": ["sgd", "adam"]},
+    },
+    "fixed": {"batch_size": 16, "epochs": 2},
+    "budget": {"trials": 6},
+}
+
+
+def _experiment(tmp_path, spec=AUTO):
+    from tunelab.experiment import Experiment
+
+    return Experiment.from_spec(parse_spec(spec), f"sqlite:///{tmp_path / 'tunelab.db'}")
+
+
+def test_auto_tests_each_optimizer_searched_and_draws_each_trials_lr_from_its_own_range(tmp_path):
+    experiment = _experiment(tmp_path)
+    record = experiment.study.attrs[ATTR]
+    assert record["by"] == "optimizer" and set(record["tests"]) == {"sgd", "adam"}
+    for key, test in record["tests"].items():  # the documented rule, read off the stored curve
+        assert record["searched"][key] == [
+            test["suggestion"] / 10,
+            test["suggestions"]["minimum/10"] * 10,
+        ]
+    experiment.search()
+    trials = experiment.study.trials
+    assert {t.params["optimizer"] for t in trials} == {"sgd", "adam"}
+    for trial in trials:
+        low, high = record["searched"][trial.params["optimizer"]]
+        assert low <= trial.params["lr"] <= high
+
+
+def test_auto_is_stored_and_reused_on_resume_without_testing_again(tmp_path, monkeypatch):
+    first = _experiment(tmp_path)
+    first.search()
+
+    def never(*args, **kwargs):
+        raise AssertionError("a resumed study must not run the range test again")
+
+    monkeypatch.setattr(NetworkObjective, "lr_range_test", never)
+    from tunelab.experiment import open_experiment
+
+    again = open_experiment("iris-auto", f"sqlite:///{tmp_path / 'tunelab.db'}")
+    assert again.study.attrs[ATTR]["tests"] == first.study.attrs[ATTR]["tests"]
+    assert again.space["lr"] == first.space["lr"]
+
+
+def test_fixed_auto_uses_the_suggestion_and_per_optimizer_when_the_optimizer_is_searched(tmp_path):
+    one = {
+        **AUTO,
+        "name": "fixed-one",
+        "space": {"dropout": {"type": "float", "low": 0, "high": 0.5}},
+    }
+    one["fixed"] = {**AUTO["fixed"], "lr": "auto"}
+    experiment = _experiment(tmp_path, one)
+    suggestion = experiment.study.attrs[ATTR]["suggestions"]["adam"]
+    assert experiment.objective.fixed["lr"] == suggestion
+    assert "lr" not in experiment.space
+
+    both = {**one, "name": "fixed-both", "space": {"optimizer": AUTO["space"]["optimizer"]}}
+    experiment = _experiment(tmp_path, both)
+    experiment.search()
+    suggestions = experiment.study.attrs[ATTR]["suggestions"]
+    for trial in experiment.study.trials:
+        assert trial.params["lr"] == pytest.approx(suggestions[trial.params["optimizer"]])
+
+
+def test_narrow_searches_where_both_ranges_meet_and_refuses_when_they_do_not(tmp_path):
+    narrow = {**AUTO, "name": "narrow"}
+    narrow["space"] = {
+        "lr": {"type": "float", "auto": "narrow", "low": 1e-5, "high": 0.05, "log": True}
+    }
+    experiment = _experiment(tmp_path, narrow)
+    record = experiment.study.attrs[ATTR]
+    (test,) = record["tests"].values()
+    low, high = test["suggestion"] / 10, test["suggestions"]["minimum/10"] * 10
+    assert (experiment.space["lr"].low, experiment.space["lr"].high) == (
+        max(low, 1e-5),
+        min(high, 0.05),
+    )
+    apart = {**narrow, "name": "apart"}
+    apart["space"] = {"lr": {"type": "float", "auto": "narrow", "low": 1e-9, "high": 1e-8}}
+    with pytest.raises(
+        SpecError, match=r"space.lr: the range test's range for adam, .* does not meet"
+    ):
+        _experiment(tmp_path, apart)
+
+
+def test_a_refusal_names_the_optimizer_and_the_way_out_after_longer_ramps(tmp_path, monkeypatch):
+    steps_tried = []
+
+    def flat(self, params=None, seed=0, **options):
+        steps_tried.append(options["steps"])
+        raise NoUsableRange("the smoothed loss fell by 1% at most", [1e-3], [2.3], [2.3])
+
+    monkeypatch.setattr(NetworkObjective, "lr_range_test", flat)
+    with pytest.raises(NoUsableRange) as refused:
+        _experiment(tmp_path)
+    assert steps_tried == list(AUTO_STEPS)
+    message = str(refused.value)
+    assert message.startswith("no usable range found: the smoothed loss fell by 1%")
+    assert "(tried 100, 200, 400 steps); in space.lr.auto (optimizer sgd)" in message
+    assert "give lr a low and high instead" in message
+
+
+@pytest.mark.parametrize(
+    "space, fixed, strategy, message",
+    [
+        (
+            {"lr": {"type": "float", "auto": True, "low": 1e-3}},
+            {},
+            "random",
+            "space.lr.low: is set by the range test under auto: true",
+        ),
+        (
+            {"lr": {"type": "float", "auto": "narrow"}},
+            {},
+            "random",
+            "space.lr.low: is required with auto: narrow",
+        ),
+        (
+            {"lr": {"type": "float", "auto": "wide"}},
+            {},
+            "random",
+            "space.lr.auto: must be true, false or narrow, got 'wide'",
+        ),
+        (
+            {"dropout": {"type": "float", "auto": True}},
+            {},
+            "random",
+            "space.dropout.auto: only the learning rate",
+        ),
+        (
+            {"units": {"type": "int", "low": 8, "high": 16}},
+            {"momentum": "auto"},
+            "random",
+            "fixed.momentum: only the learning rate",
+        ),
+        (
+            {"lr": {"type": "float", "auto": True}},
+            {},
+            "grid",
+            "space.lr.auto: a grid search needs listed values",
+        ),
+    ],
+)
+def test_auto_mistakes_name_the_field(space, fixed, strategy, message):
+    with pytest.raises(SpecError, match=message):
+        parse_spec({**SPEC, "space": space, "fixed": fixed, "strategy": strategy})
+
+
+def test_status_and_the_report_show_the_range_and_its_curves(tmp_path):
+    from typer.testing import CliRunner
+
+    from tunelab.cli import app
+    from tunelab.report import build_report
+
+    experiment = _experiment(tmp_path)
+    experiment.search()
+    storage = f"sqlite:///{tmp_path / 'tunelab.db'}"
+    shown = CliRunner().invoke(app, ["status", "iris-auto", "--storage", storage]).output
+    assert "lr range (valley/10 to the rate at the minimum): sgd " in shown
+    report = build_report(storage, "iris-auto")
+    assert "lr-range-test-sgd" in report and "lr-range-test-adam" in report
+    assert "searched: " in report  # the band drawn over each curve

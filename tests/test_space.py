@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tunelab.errors import SpaceError
-from tunelab.space import Categorical, Float, Int, Space
+from tunelab.space import Categorical, Float, Int, Ranged, Space
 
 
 def test_float_log_scale_midpoint_is_geometric():
@@ -165,3 +165,59 @@ def test_a_condition_no_value_can_meet_is_refused(when, message):
                 "momentum": Float(0.0, 0.9, when=when),
             }
         )
+
+
+# Ranged: a range that follows an earlier parameter ----------------------------------------------
+def _ranged_space() -> Space:
+    return Space(
+        {
+            "lr": Ranged(
+                "optimizer",
+                {"sgd": Float(0.01, 1.0, log=True), "adam": Float(1e-4, 0.01, log=True)},
+            ),
+            "optimizer": Categorical(["sgd", "adam", "rmsprop"]),
+        }
+    )
+
+
+def test_a_ranged_parameter_draws_from_its_parents_range_and_moves_after_it():
+    space = _ranged_space()
+    assert list(space) == ["optimizer", "lr"]  # its parent decides first
+    sgd = space.decode([0.1, 0.5])
+    adam = space.decode([0.5, 0.5])
+    assert sgd["optimizer"] == "sgd" and sgd["lr"] == pytest.approx(0.1)
+    assert adam["optimizer"] == "adam" and adam["lr"] == pytest.approx(1e-3)
+    # a value with no range of its own gets the envelope of all of them
+    other = space.decode([0.9, 0.5])
+    assert other["optimizer"] == "rmsprop" and other["lr"] == pytest.approx(0.01)
+
+
+def test_a_ranged_parameter_encodes_to_its_position_within_its_parents_range():
+    space = _ranged_space()
+    for u in ([0.1, 0.25], [0.5, 0.75], [0.9, 0.4]):
+        config = space.decode(u)
+        assert space.encode(config)[1] == pytest.approx(u[1])
+
+
+def test_validate_checks_a_ranged_value_against_its_parents_range():
+    space = _ranged_space()
+    assert space.validate({"optimizer": "sgd", "lr": 0.5}) == {"optimizer": "sgd", "lr": 0.5}
+    with pytest.raises(SpaceError, match=r"configs.lr: value 0.5 is outside the range \[0.0001"):
+        space.validate({"optimizer": "adam", "lr": 0.5})
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (
+            lambda: Space({"lr": Ranged("opt", {"a": Float(0.1, 1)})}),
+            "space.lr.by: refers to 'opt'",
+        ),
+        (lambda: Ranged("opt", {}), "ranges: is empty"),
+        (lambda: Ranged("opt", {"a": Float(0.1, 1, step=0.1)}), "a step or grid values"),
+        (lambda: _ranged_space().grid(), "space.lr: grid search needs listed values"),
+    ],
+)
+def test_bad_ranged_definitions_name_the_field(make, match):
+    with pytest.raises(SpaceError, match=match):
+        make()

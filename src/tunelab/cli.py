@@ -83,6 +83,7 @@ def status(name: str, storage: StorageOption = None) -> None:
     best = best_trial(trials, record.direction)
     if best is not None:
         out.print(f"  best: trial {best.number}, {record.metric} = {best.value:.4g}  {best.params}")
+    _print_lr_range(record.attrs)
     result = record.attrs.get("result")
     if result:
         scores = ", ".join(f"{k} = {v:.4g}" for k, v in result["test_metrics"].items())
@@ -145,7 +146,10 @@ def lr_find(
     ] = "lr-find.png",
     start: Annotated[float, typer.Option(help="The first learning rate.")] = 1e-7,
     end: Annotated[float, typer.Option(help="The last learning rate.")] = 10.0,
-    steps: Annotated[int, typer.Option(help="Mini-batches, one learning rate each.")] = 100,
+    steps: Annotated[
+        int | None,
+        typer.Option(help="Mini-batches, one learning rate each (default: 100, then 200, 400)."),
+    ] = None,
     mode: Annotated[str, typer.Option(help="exp or linear ramp.")] = "exp",
 ) -> None:
     """The LR range test: one short run with the spec's model, data and optimizer while the
@@ -155,7 +159,8 @@ def lr_find(
 
     path = _output_path(output, (".png", ".svg", ".pdf", ".html"))
     try:
-        test = run_range_test(spec, start=start, end=end, steps=steps, mode=mode).to_dict()
+        ramp = {"start": start, "end": end, "mode": mode}
+        test = run_range_test(spec, **ramp, **({} if steps is None else {"steps": steps})).to_dict()
     except NoUsableRange as exc:  # the curve still tells why: draw it, then say so
         curve = {"lrs": exc.lrs, "losses": exc.losses, "smoothed": exc.smoothed}
         _write_range_test({**curve, "suggestions": {}, "suggestion": None, "mode": mode}, path)
@@ -296,6 +301,7 @@ def _search_and_finalize(experiment: Any) -> None:
     from tunelab.nn import ProgressBar
 
     study, budget = experiment.study, experiment.spec.budget
+    _print_lr_range(study.attrs)
     level = logger.level
     logger.setLevel(logging.ERROR)  # the view says it all; log lines would tear it
     try:
@@ -309,6 +315,14 @@ def _search_and_finalize(experiment: Any) -> None:
         logger.setLevel(level)
     out.print("Retraining the best config on train+validation and scoring it on the test split...")
     _print_result(experiment.finalize(callbacks=[ProgressBar("retraining", out)]))
+
+
+def _print_lr_range(attrs: dict[str, Any]) -> None:
+    """The learning rate (or its range) an ``auto`` spec's range tests chose."""
+    from tunelab.lr_range import ATTR, describe_auto
+
+    if ATTR in attrs:
+        out.print("  " + describe_auto(attrs[ATTR]), highlight=False, soft_wrap=True)
 
 
 def _output_path(output: str, suffixes: tuple[str, ...]) -> Path:

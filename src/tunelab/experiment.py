@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from tunelab.errors import SpecError, StorageError, TunelabError
 from tunelab.executors import Executor, make_executor
+from tunelab.lr_range import ATTR, apply_auto, measure_auto, uses_auto
 from tunelab.readers import best_summary
 from tunelab.schedulers import make_scheduler
+from tunelab.space import Space
 from tunelab.spec import ExperimentSpec, parse_spec
 from tunelab.storage import Storage, get_storage
 from tunelab.strategies import make_strategy
@@ -45,12 +47,16 @@ class Experiment:
     spec: ExperimentSpec
     study: Study
     objective: NetworkObjective
+    space: Space
 
     @classmethod
     def from_spec(cls, spec: ExperimentSpec, storage: str | Storage | None = None) -> Experiment:
+        """The experiment of ``spec``: its objective checked (the data loaded), its study opened
+        or created, and an ``auto`` learning rate's range tests run or, resuming, read back."""
         objective = _objective(spec)
         # every fixed value and bound of the space, the data (loaded here, once) and the metric
-        objective.check(spec.build_space())
+        space = spec.build_space()
+        objective.check(space)
         _check_metric(spec, objective)
         strategy_options = spec.strategy.options
         if spec.strategy.name == "random":
@@ -62,6 +68,11 @@ class Experiment:
         scheduler = make_scheduler(spec.scheduler.name, **scheduler_options)
         store = get_storage(storage or spec.storage)  # opened once the spec is known to be sound
         _check_same_search(spec, store)
+        lr_range = None
+        if uses_auto(spec):
+            lr_range = _stored_lr_range(spec.name, store) or measure_auto(spec, objective)
+            space, objective.fixed, lr_range["searched"] = apply_auto(spec, lr_range)
+            objective.check(space)
         study = Study(
             spec.name,
             storage=store,
@@ -73,18 +84,20 @@ class Experiment:
             artifacts_dir=spec.artifacts,
             spec=spec.model_dump(mode="json", exclude_defaults=True),
         )
+        if lr_range is not None and ATTR not in study.attrs:
+            study.set_attr(ATTR, lr_range)
         if spec.configs and not study.attrs.get("configs_queued"):
             for config in spec.configs:
                 study.enqueue(config)
             study.set_attr("configs_queued", True)
-        return cls(spec, study, objective)
+        return cls(spec, study, objective, space)
 
     def search(self, callbacks: Iterable[Callback] = ()) -> FrozenTrial | None:
         """Run the search until the spec's budget is spent; returns the best trial."""
         budget = self.spec.budget
         return self.study.optimize(
             self.objective,
-            self.spec.build_space(),
+            self.space,
             trials=budget.trials,
             minutes=budget.minutes,
             workers=self.spec.workers,
@@ -153,6 +166,7 @@ def _objective(spec: ExperimentSpec) -> NetworkObjective:
     from tunelab.nn import NetworkObjective
 
     data = spec.data
+    fixed = {name: value for name, value in spec.fixed.items() if value != "auto"}
     return NetworkObjective(
         data={
             "source": data.source,
@@ -165,7 +179,7 @@ def _objective(spec: ExperimentSpec) -> NetworkObjective:
             "shape": data.shape,
         },
         model=spec.model,
-        fixed=spec.fixed,
+        fixed=fixed,  # an auto lr joins once its range test has run
         device=spec.device,
         split_seed=spec.seed,
     )
@@ -191,6 +205,14 @@ def _check_metric(spec: ExperimentSpec, objective: NetworkObjective) -> None:
             f"{spec.metric.name!r} is not reported by model {spec.model!r} on this data; "
             f"choose one of {', '.join(known)}",
         )
+
+
+def _stored_lr_range(name: str, storage: Storage) -> dict[str, Any] | None:
+    """The range tests a study made before its first trial, to resume it with the same range."""
+    try:
+        return storage.get_study(name).attrs.get(ATTR)
+    except StorageError:
+        return None
 
 
 def _check_same_search(spec: ExperimentSpec, storage: Storage) -> None:

@@ -18,9 +18,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tunelab.lr_range import ATTR, describe_auto
 from tunelab.readers import best_trial, state_counts, steps_reached, trial_rows
 from tunelab.storage import Storage, get_storage
-from tunelab.viz import KINDS, figure_data, to_plotly
+from tunelab.viz import KINDS, figure_data, range_test_data, to_plotly
 
 __all__ = ["build_report", "write_report"]
 
@@ -43,7 +44,10 @@ def build_report(storage: str | Storage, name: str) -> str:
     trials = store.get_trials(record.id)
     content = {
         "summary": _summary(record, trials),
-        "figures": [_figure(kind, trials, record.metric, record.direction) for kind in KINDS],
+        "figures": [
+            *(_figure(kind, trials, record.metric, record.direction) for kind in KINDS),
+            *_range_test_figures(record.attrs.get(ATTR)),
+        ],
         "table": _table(trial_rows(trials)),
     }
     return (
@@ -71,6 +75,7 @@ def _summary(record: Any, trials: list) -> dict[str, Any]:
         "strategy": _named(spec.get("strategy"), "random"),
         "scheduler": _named(spec.get("scheduler"), "none"),
         "seed": record.attrs.get("seed"),
+        "lr_range": describe_auto(record.attrs[ATTR]) if ATTR in record.attrs else None,
         "data": {
             "source": data.get("source"),
             "test_size": data.get("test_size", 0.2) if data else None,
@@ -104,6 +109,19 @@ def _figure(kind: str, trials: list, metric: str, direction: str) -> dict[str, A
         return {"kind": kind, "figure": json.loads(to_plotly(data).to_json())}
     except Exception as exc:  # one figure's failure must not cost the whole report
         return {"kind": kind, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _range_test_figures(lr_range: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The curve of each range test an ``auto`` learning rate was read from, its range shaded."""
+    if lr_range is None:
+        return []
+    figures = []
+    for key, test in lr_range["tests"].items():
+        low, high = lr_range["searched"][key]
+        data = range_test_data(test, None if low == high else (low, high))
+        figure = json.loads(to_plotly(data).to_json())
+        figures.append({"kind": f"lr-range-test-{key}", "figure": figure})
+    return figures
 
 
 def _table(rows: list[dict[str, Any]]) -> dict[str, Any]:

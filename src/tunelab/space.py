@@ -3,7 +3,8 @@
 A :class:`Space` is an ordered mapping of names to parameters. Every strategy that samples or models
 works in the unit cube ``[0, 1]^d``: :meth:`Space.decode` turns a point of the cube into a config
 (log scale, integer rounding, steps and categories handled once, here), and :meth:`Space.encode`
-goes back. A conditional parameter (``when``) whose condition is false is left out of the config.
+goes back. A conditional parameter (``when``) whose condition is false is left out of the config;
+a :class:`Ranged` parameter's range follows an earlier parameter's value.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from tunelab.errors import SpaceError
 
-__all__ = ["Categorical", "Condition", "Float", "Int", "Param", "Space"]
+__all__ = ["Categorical", "Condition", "Float", "Int", "Param", "Ranged", "Space"]
 
 _OPERATORS = {
     "eq": operator.eq,
@@ -66,7 +67,7 @@ def _parse_when(name: str, when: Mapping[str, Any] | None) -> tuple[Condition, .
 def _can_hold(parent: Param, cond: Condition) -> bool:
     """Whether some value of ``parent`` meets ``cond`` (a condition that never holds would leave
     its parameter out of every trial, silently)."""
-    if isinstance(parent, Categorical) or parent.values is not None:
+    if isinstance(parent, Categorical) or getattr(parent, "values", None) is not None:
         listed = parent.choices if isinstance(parent, Categorical) else parent.values
         return any(_holds(cond, value) for value in listed)
     low, high = parent.low, parent.high
@@ -104,11 +105,12 @@ class Param:
     when: tuple[Condition, ...] = field(default=(), kw_only=True)
     name: str = field(default="", kw_only=True)
 
-    def from_unit(self, u: float) -> Any:
-        """The value at position ``u`` in [0, 1]."""
+    def from_unit(self, u: float, config: Mapping[str, Any] | None = None) -> Any:
+        """The value at position ``u`` in [0, 1]; ``config`` holds the parameters decoded
+        before this one (only a :class:`Ranged` parameter reads it)."""
         raise NotImplementedError
 
-    def to_unit(self, value: Any) -> float:
+    def to_unit(self, value: Any, config: Mapping[str, Any] | None = None) -> float:
         """The position of ``value`` in [0, 1] (the centre of its cell for discrete values)."""
         raise NotImplementedError
 
@@ -116,8 +118,13 @@ class Param:
         """The values a grid search visits."""
         raise NotImplementedError
 
-    def contains(self, value: Any) -> bool:
+    def contains(self, value: Any, config: Mapping[str, Any] | None = None) -> bool:
         raise NotImplementedError
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        """The parameters this one reads, which a config must decide first."""
+        return tuple(cond.param for cond in self.when)
 
     def _field(self, attr: str = "") -> str:
         return ".".join(part for part in ("space", self.name, attr) if part)
@@ -183,7 +190,7 @@ class _Numeric(Param):
             )
         return (value - self.low) / (self.high - self.low)
 
-    def contains(self, value: Any) -> bool:
+    def contains(self, value: Any, config: Mapping[str, Any] | None = None) -> bool:
         return isinstance(value, int | float) and self.low <= value <= self.high
 
 
@@ -192,18 +199,18 @@ class Float(_Numeric):
     """A real number in [low, high], optionally on a log scale or a step grid.
 
     Example:
-        >>> Float(1e-4, 0.3, log=True).from_unit(0.5)  # geometric midpoint
-        0.005477225575051661
+        >>> round(Float(1e-4, 0.3, log=True).from_unit(0.5), 6)  # geometric midpoint
+        0.005477
     """
 
-    def from_unit(self, u: float) -> float:
+    def from_unit(self, u: float, config: Mapping[str, Any] | None = None) -> float:
         if self.step is not None:
             n = self._n_steps()
             k = min(int(u * (n + 1)), n)
             return round(self.low + k * self.step, 12)
         return self._continuous(u)
 
-    def to_unit(self, value: float) -> float:
+    def to_unit(self, value: float, config: Mapping[str, Any] | None = None) -> float:
         if self.step is not None:
             n = self._n_steps()
             return (round((value - self.low) / self.step) + 0.5) / (n + 1)
@@ -245,7 +252,7 @@ class Int(_Numeric):
         # Each integer owns [k - 0.5, k + 0.5] in log space, so the bounds are not under-sampled.
         return math.log(self.low - 0.5), math.log(self.high + 0.5)
 
-    def from_unit(self, u: float) -> int:
+    def from_unit(self, u: float, config: Mapping[str, Any] | None = None) -> int:
         if self.log:
             lo, hi = self._log_span()
             value = math.exp(lo + min(max(u, 0.0), 1.0) * (hi - lo))
@@ -253,7 +260,7 @@ class Int(_Numeric):
         choices = self._choices()
         return choices[min(int(u * len(choices)), len(choices) - 1)]
 
-    def to_unit(self, value: int) -> float:
+    def to_unit(self, value: int, config: Mapping[str, Any] | None = None) -> float:
         if self.log:
             lo, hi = self._log_span()
             return (math.log(value) - lo) / (hi - lo)
@@ -263,7 +270,7 @@ class Int(_Numeric):
     def grid(self) -> list[int]:
         return [int(v) for v in self.values] if self.values is not None else self._choices()
 
-    def contains(self, value: Any) -> bool:
+    def contains(self, value: Any, config: Mapping[str, Any] | None = None) -> bool:
         return (
             isinstance(value, int | np.integer)
             and not isinstance(value, bool)
@@ -289,17 +296,94 @@ class Categorical(Param):
             raise SpaceError(self._field("choices"), f"has duplicates: {list(self.choices)}")
         object.__setattr__(self, "choices", tuple(self.choices))
 
-    def from_unit(self, u: float) -> Any:
+    def from_unit(self, u: float, config: Mapping[str, Any] | None = None) -> Any:
         return self.choices[min(int(u * len(self.choices)), len(self.choices) - 1)]
 
-    def to_unit(self, value: Any) -> float:
+    def to_unit(self, value: Any, config: Mapping[str, Any] | None = None) -> float:
         return (self.choices.index(value) + 0.5) / len(self.choices)
 
     def grid(self) -> list[Any]:
         return list(self.choices)
 
-    def contains(self, value: Any) -> bool:
+    def contains(self, value: Any, config: Mapping[str, Any] | None = None) -> bool:
         return value in self.choices
+
+
+@dataclass(frozen=True)
+class Ranged(Param):
+    """A real number whose range depends on the value of an earlier parameter (``by``).
+
+    Why: a good learning rate for SGD lies about a hundred times above Adam's, so one range for
+    both spends most samples of each where that optimizer does not train; per-optimizer ranges
+    (the LR range test's, see ``auto`` in the spec) keep every sample useful. A strategy sees
+    the position within the range of the config's ``by`` value, so "low in its range" means the
+    same for every optimizer. A value of ``by`` without a range of its own (or ``by`` inactive)
+    gets the envelope of all the ranges.
+
+    Example:
+        >>> lr = Ranged("optimizer", {"sgd": Float(0.01, 1.0, log=True),
+        ...                           "adam": Float(1e-4, 0.01, log=True)})
+        >>> [round(lr.from_unit(0.5, {"optimizer": o}), 6) for o in ("sgd", "adam")]
+        [0.1, 0.001]
+    """
+
+    by: str
+    ranges: Mapping[Any, Float]
+
+    def __post_init__(self) -> None:
+        if not self.ranges:
+            raise SpaceError(self._field("ranges"), "is empty; give a range per value of by")
+        bad = [key for key, rng in self.ranges.items() if not isinstance(rng, Float)]
+        if bad:
+            raise SpaceError(self._field("ranges"), f"{bad[0]!r}: expected a Float range")
+        stepped = [key for key, rng in self.ranges.items() if rng.step or rng.values]
+        if stepped:
+            raise SpaceError(
+                self._field("ranges"), f"{stepped[0]!r}: a step or grid values cannot be ranged"
+            )
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return (*super().parents, self.by)
+
+    @property
+    def low(self) -> float:
+        return min(rng.low for rng in self.ranges.values())
+
+    @property
+    def high(self) -> float:
+        return max(rng.high for rng in self.ranges.values())
+
+    @property
+    def log(self) -> bool:
+        return all(rng.log for rng in self.ranges.values())
+
+    def range_for(self, config: Mapping[str, Any] | None) -> Float:
+        """The range that applies to ``config``: its ``by`` value's, else the envelope."""
+        key = (config or {}).get(self.by, _MISSING)
+        try:
+            return self.ranges[key]
+        except (KeyError, TypeError):  # unlisted, or unhashable
+            return Float(self.low, self.high, log=self.log)
+
+    def from_unit(self, u: float, config: Mapping[str, Any] | None = None) -> float:
+        return self.range_for(config).from_unit(u)
+
+    def to_unit(self, value: float, config: Mapping[str, Any] | None = None) -> float:
+        return self.range_for(config).to_unit(value)
+
+    def grid(self) -> list[Any]:
+        raise SpaceError(
+            self._field(),
+            f"grid search needs listed values, but this range follows {self.by}; "
+            "use strategy: random or bayes",
+        )
+
+    def contains(self, value: Any, config: Mapping[str, Any] | None = None) -> bool:
+        return self.range_for(config).contains(value)
+
+
+_MISSING = object()
 
 
 class Space(Mapping[str, Param]):
@@ -334,13 +418,15 @@ class Space(Mapping[str, Param]):
     @staticmethod
     def _ordered(params: dict[str, Param]) -> dict[str, Param]:
         for name, param in params.items():
-            for cond in param.when:
-                if cond.param not in params:
+            for parent in param.parents:
+                if parent not in params:
+                    where = "by" if isinstance(param, Ranged) and parent == param.by else "when"
                     raise SpaceError(
-                        f"space.{name}.when",
-                        f"refers to {cond.param!r}, which is not a parameter of the space; "
+                        f"space.{name}.{where}",
+                        f"refers to {parent!r}, which is not a parameter of the space; "
                         f"known: {', '.join(params)}",
                     )
+            for cond in param.when:
                 if not _can_hold(params[cond.param], cond):
                     raise SpaceError(
                         f"space.{name}.when.{cond.param}",
@@ -353,7 +439,7 @@ class Space(Mapping[str, Param]):
         pending = dict(params)
         while pending:
             ready = next(
-                (n for n, p in pending.items() if all(c.param in ordered for c in p.when)), None
+                (n for n, p in pending.items() if all(q in ordered for q in p.parents)), None
             )
             if ready is None:
                 raise SpaceError(
@@ -383,13 +469,16 @@ class Space(Mapping[str, Param]):
         config: dict[str, Any] = {}
         for (name, param), ui in zip(self._params.items(), u, strict=True):
             if self.is_active(name, config):
-                config[name] = _plain(param.from_unit(float(ui)))
+                config[name] = _plain(param.from_unit(float(ui), config))
         return config
 
     def encode(self, config: Mapping[str, Any]) -> np.ndarray:
         """The unit-cube point of ``config``; inactive parameters get NaN."""
         return np.array(
-            [p.to_unit(config[n]) if n in config else np.nan for n, p in self._params.items()]
+            [
+                p.to_unit(config[n], config) if n in config else np.nan
+                for n, p in self._params.items()
+            ]
         )
 
     def grid(self) -> list[dict[str, Any]]:
@@ -432,10 +521,10 @@ class Space(Mapping[str, Param]):
                     f"{field_prefix}.{name}",
                     "is given but its `when` condition is false; remove it",
                 )
-            if not param.contains(config[name]):
+            if not param.contains(config[name], clean):
                 raise SpaceError(
                     f"{field_prefix}.{name}",
-                    f"value {config[name]!r} is outside {_describe(param)}",
+                    f"value {config[name]!r} is outside {_describe(param, clean)}",
                 )
             clean[name] = _plain(config[name])
         return clean
@@ -446,8 +535,10 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _describe(param: Param) -> str:
+def _describe(param: Param, config: Mapping[str, Any] | None = None) -> str:
     if isinstance(param, Categorical):
         return f"the choices {list(param.choices)}"
+    if isinstance(param, Ranged):
+        param = param.range_for(config)
     kind = "integers" if isinstance(param, Int) else "range"
     return f"the {kind} [{param.low}, {param.high}]"

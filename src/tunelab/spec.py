@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunelab._names import check_study_name
 from tunelab.errors import SpecError
@@ -25,14 +25,50 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: The range ``auto: true`` stands for until the LR range test has run (the test's own ramp).
+AUTO_PLACEHOLDER = (1e-7, 10.0)
+
+
 class FloatParam(_Strict):
     type: Literal["float"]
-    low: float
-    high: float
+    low: float | None = None
+    high: float | None = None
     log: bool = False
     step: float | None = None
     grid: list[float] | None = None
     when: dict[str, Any] | None = None
+    auto: bool | str = False  # the learning rate's range from the LR range test
+
+    @model_validator(mode="after")
+    def _bounds(self) -> FloatParam:
+        if isinstance(self.auto, str) and self.auto != "narrow":
+            raise _FieldError(
+                "auto",
+                f"must be true, false or narrow, got {self.auto!r}; true sets the range from "
+                "the LR range test, narrow meets it with low and high",
+            )
+        if self.auto is True:
+            given = [b for b in ("low", "high") if getattr(self, b) is not None]
+            if given:
+                raise _FieldError(
+                    given[0],
+                    "is set by the range test under auto: true; drop low and high, or keep "
+                    "them with auto: narrow to search where they and the test's range meet",
+                )
+        else:
+            missing = [b for b in ("low", "high") if getattr(self, b) is None]
+            if missing:
+                raise _FieldError(
+                    missing[0],
+                    "is required" + (" with auto: narrow (or use auto: true)" if self.auto else ""),
+                )
+        if self.auto and (self.step is not None or self.grid is not None):
+            raise _FieldError(
+                "auto",
+                "sets a continuous range, so it takes no step or grid; drop them, or "
+                "drop auto to list grid values",
+            )
+        return self
 
 
 class IntParam(_Strict):
@@ -126,9 +162,19 @@ def _param(name: str, spec: FloatParam | IntParam | CategoricalParam) -> Param:
     when = spec.when or ()  # Space parses the mapping into conditions
     if isinstance(spec, CategoricalParam):
         return Categorical(tuple(spec.choices), when=when, name=name)
+    if isinstance(spec, FloatParam) and spec.auto is True:  # until the range test has run
+        return Float(*AUTO_PLACEHOLDER, log=True, when=when, name=name)
     cls = Float if isinstance(spec, FloatParam) else Int
     values = tuple(spec.grid) if spec.grid is not None else None
     return cls(spec.low, spec.high, spec.log, spec.step, values=values, when=when, name=name)
+
+
+class _FieldError(ValueError):
+    """A problem with one field of a parameter, raised inside pydantic's validation."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
@@ -162,6 +208,7 @@ def parse_spec(raw: Any, base_dir: str | Path | None = None) -> ExperimentSpec:
     except ValidationError as exc:
         raise _spec_error(exc) from None
     check_study_name(spec.name)
+    _check_auto(spec)
     if base_dir is not None:
         spec = _anchor_paths(spec, Path(base_dir))
     space = spec.build_space()
@@ -185,6 +232,23 @@ def parse_spec(raw: Any, base_dir: str | Path | None = None) -> ExperimentSpec:
     return spec
 
 
+def _check_auto(spec: ExperimentSpec) -> None:
+    """``auto`` belongs to the learning rate alone: the range test reads nothing else."""
+    autos = [f"space.{n}.auto" for n, p in spec.space.items() if getattr(p, "auto", False)]
+    autos += [f"fixed.{n}" for n, value in spec.fixed.items() if value == "auto"]
+    for field in autos:
+        if field.split(".")[1] != "lr":
+            raise SpecError(
+                field, "only the learning rate (lr) can be auto: the LR range test finds lr alone"
+            )
+    if spec.strategy.name == "grid" and autos and autos[0].startswith("space."):
+        raise SpecError(
+            autos[0],
+            "a grid search needs listed values, not a range; list lr's grid, fix lr "
+            "(fixed: {lr: auto} takes the test's suggestion), or use random or bayes",
+        )
+
+
 def _anchor_paths(spec: ExperimentSpec, base_dir: Path) -> ExperimentSpec:
     """Relative data files and model files (``models.py:build_model``) from the spec's folder."""
     source = spec.data.source
@@ -203,8 +267,13 @@ def _spec_error(exc: ValidationError) -> SpecError:
     # a misspelt field also makes the real one missing: name the misspelling, it has the hint
     error = min(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     loc = [str(part) for part in error["loc"] if part not in ("float", "int", "categorical")]
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, _FieldError):  # a parameter's own check, on one of its fields
+        loc.append(cause.field)
     field, kind = ".".join(loc), error["type"]
-    if kind == "extra_forbidden":
+    if isinstance(cause, _FieldError):
+        message = str(cause)
+    elif kind == "extra_forbidden":
         message = "unknown field" + _did_you_mean(error["loc"])
     elif kind == "missing":
         message = "is required"

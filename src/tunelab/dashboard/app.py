@@ -47,6 +47,7 @@ from tunelab.dashboard._guard import LOOPBACK_HOSTS, Guard
 from tunelab.dashboard._table import QueryError, TableQuery, table_page
 from tunelab.dashboard._views import Snapshot, Views
 from tunelab.errors import StorageError, TunelabError
+from tunelab.lr_range import ATTR, describe_auto
 from tunelab.readers import best_trial, state_counts, trial_row
 from tunelab.storage import Storage, get_storage
 from tunelab.trial import FrozenTrial
@@ -321,6 +322,7 @@ def _make_summary(snapshot: Snapshot) -> dict[str, Any]:
         "result": None
         if not isinstance(result, dict)
         else {key: result.get(key) for key in ("trial", "test_metrics", "retrained_on")},
+        "lr_range": describe_auto(record.attrs[ATTR]) if ATTR in record.attrs else None,
         "params": _param_names(trials),
         "figures": list(KINDS),
     }

@@ -422,7 +422,9 @@ class _Encoder:
                     n = len(param.choices)
                     rows[i, j] = param.choices.index(config[name]) if name in config else n
                 else:
-                    rows[i, j] = param.to_unit(config[name]) if name in config else _INACTIVE_NUMBER
+                    rows[i, j] = (
+                        param.to_unit(config[name], config) if name in config else _INACTIVE_NUMBER
+                    )
         return rows
 
 

@@ -225,7 +225,8 @@ class ImportanceData(NamedTuple):
 
 class RangeTestData(NamedTuple):
     """An LR range test: the loss against the learning rate (raw and smoothed) and the rates
-    its rules suggest; ``chosen`` names the one tunelab uses."""
+    its rules suggest; ``chosen`` names the one tunelab uses; ``searched`` is the range an
+    ``auto`` search drew its rates from (``(low, high)``; None when the test set no range)."""
 
     title: str
     note: str
@@ -235,11 +236,14 @@ class RangeTestData(NamedTuple):
     log_x: bool
     suggestions: dict[str, float]
     chosen: str
+    searched: tuple[float, float] | None = None
 
 
-def range_test_data(test: Mapping[str, Any]) -> RangeTestData:
+def range_test_data(
+    test: Mapping[str, Any], searched: Sequence[float] | None = None
+) -> RangeTestData:
     """The figure of an LR range test, from its JSON form (``RangeTest.to_dict()``, as a study
-    stores it), so drawing it needs no torch."""
+    stores it), so drawing it needs no torch; ``searched`` is the range a search read off it."""
     chosen = next(
         (name for name, lr in test["suggestions"].items() if lr == test.get("suggestion")), ""
     )
@@ -253,6 +257,7 @@ def range_test_data(test: Mapping[str, Any]) -> RangeTestData:
         log_x=test.get("mode", "exp") == "exp",
         suggestions=dict(test["suggestions"]),
         chosen=chosen,
+        searched=None if searched is None else (float(searched[0]), float(searched[1])),
     )
 
 

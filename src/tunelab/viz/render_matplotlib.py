@@ -294,6 +294,10 @@ def _range_test(fig: Figure, data: RangeTestData) -> None:
     ax = fig.add_subplot()
     ax.plot(data.lrs, data.losses, color="#c7c7c7", linewidth=1, label="loss")
     ax.plot(data.lrs, data.smoothed, color=_COLORS[0], label="smoothed loss")
+    if data.searched is not None:
+        low, high = data.searched
+        label = f"searched: {low:.3g} to {high:.3g}"
+        ax.axvspan(low, high, color=_COLORS[0], alpha=0.1, label=label)
     for i, (name, lr) in enumerate(data.suggestions.items()):
         label = f"{name}: {lr:.3g}" + (" (used)" if name == data.chosen else "")
         ax.axvline(lr, color=_COLORS[i + 1], linestyle="--", label=label)

@@ -329,6 +329,17 @@ def _range_test(data: RangeTestData) -> go.Figure:
     fig.add_scatter(
         x=data.lrs, y=data.smoothed, mode="lines", name="smoothed loss", line={"color": _COLORS[0]}
     )
+    if data.searched is not None:
+        low, high = data.searched
+        fig.add_vrect(x0=low, x1=high, fillcolor=_COLORS[0], opacity=0.08, line_width=0)
+        fig.add_scatter(  # the band in the legend too
+            x=[low, high],
+            y=[min(data.smoothed)] * 2,
+            mode="lines",
+            name=f"searched: {low:.3g} to {high:.3g}",
+            line={"color": _COLORS[0], "width": 6},
+            opacity=0.25,
+        )
     for i, (name, lr) in enumerate(data.suggestions.items()):
         label = f"{name}: {lr:.3g}" + (" (used)" if name == data.chosen else "")
         fig.add_vline(x=lr, line={"color": _COLORS[i + 1], "dash": "dash"})

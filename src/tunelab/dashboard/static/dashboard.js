@@ -264,6 +264,7 @@ function renderSummary(summary) {
           ` with ${summary.metric} = ${fmtNumber(best.value)}`, el("br"), el("span", { className: "params" }, fmtParams(best.params)))
       : el("p", {}, "No trial has completed yet."),
   ];
+  if (summary.lr_range) lines.push(el("p", { className: "lr-range" }, summary.lr_range));
   const result = summary.result;
   if (result) {
     const metrics = Object.entries(result.test_metrics || {}).map(([key, value]) => `${key} = ${fmtNumber(value)}`);
