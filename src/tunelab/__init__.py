@@ -18,6 +18,7 @@ __all__ = [
     "Float",
     "FrozenTrial",
     "Int",
+    "Ranged",
     "Space",
     "SpecError",
     "Study",
@@ -34,6 +35,7 @@ _HOMES = {
     "Categorical": "tunelab.space",
     "Float": "tunelab.space",
     "Int": "tunelab.space",
+    "Ranged": "tunelab.space",
     "Space": "tunelab.space",
     "SpecError": "tunelab.errors",
     "TrialPruned": "tunelab.errors",
@@ -49,7 +51,7 @@ _HOMES = {
 if TYPE_CHECKING:
     from tunelab.errors import SpecError, TrialPruned, TunelabError
     from tunelab.lr_range import lr_find
-    from tunelab.space import Categorical, Float, Int, Space
+    from tunelab.space import Categorical, Float, Int, Ranged, Space
     from tunelab.study import Study
     from tunelab.trial import Decision, FrozenTrial, Trial, TrialState
 

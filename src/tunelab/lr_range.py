@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ __all__ = [
     "describe_auto",
     "lr_find",
     "measure_auto",
+    "objective_range_test",
     "uses_auto",
 ]
 
@@ -87,13 +89,20 @@ def lr_find(
         spec = load_spec(spec)
     elif not isinstance(spec, ExperimentSpec):
         spec = parse_spec(spec)
-    return _range_test(_objective(spec), params, spec.seed if seed is None else seed, **options)
+    return objective_range_test(
+        _objective(spec), params, spec.seed if seed is None else seed, **options
+    )
 
 
-def _range_test(
+def objective_range_test(
     objective: NetworkObjective, params: Mapping[str, Any] | None, seed: int, **options: Any
 ) -> RangeTest:
-    """The objective's range test, with :data:`AUTO_STEPS` when ``steps`` is not given."""
+    """:meth:`NetworkObjective.lr_range_test <tunelab.nn.NetworkObjective.lr_range_test>`,
+    taking each length of :data:`AUTO_STEPS` in turn when ``steps`` is not given.
+
+    Raises:
+        NoUsableRange: the last length's refusal, saying which lengths were tried.
+    """
     from tunelab.nn.lr_finder import NoUsableRange
 
     if "steps" in options:
@@ -129,11 +138,11 @@ def measure_auto(spec: ExperimentSpec, objective: NetworkObjective) -> dict[str,
 
     optimizer = spec.space.get("optimizer")
     by = "optimizer" if optimizer is not None and hasattr(optimizer, "choices") else None
-    tests = {}
+    tests, start = {}, time.perf_counter()
     for choice in optimizer.choices if by else [None]:
         params = None if choice is None else {"optimizer": choice}
         try:
-            test = _range_test(objective, params, spec.seed)
+            test = objective_range_test(objective, params, spec.seed)
         except NoUsableRange as refusal:
             raise NoUsableRange(
                 f"{str(refusal).removeprefix('no usable range found: ')}; in {_field(spec)}"
@@ -153,6 +162,7 @@ def measure_auto(spec: ExperimentSpec, objective: NetworkObjective) -> dict[str,
         "suggestions": {key: test["suggestion"] for key, test in tests.items()},
         "ranges": ranges,
         "tests": tests,
+        "seconds": time.perf_counter() - start,
     }
 
 
