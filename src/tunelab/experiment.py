@@ -63,8 +63,11 @@ class Experiment:
             strategy_options.setdefault("seed", spec.seed)
         strategy = make_strategy(spec.strategy.name, **strategy_options)
         scheduler_options = spec.scheduler.options
-        if spec.scheduler.name in _RUNG_SCHEDULERS:  # a full training is the spec's epochs
-            scheduler_options.setdefault("max_resource", _max_epochs(spec, objective))
+        if spec.scheduler.name in _RUNG_SCHEDULERS:  # a full trial: its epochs, or its folds
+            scheduler_options.setdefault("max_resource", _max_resource(spec, objective))
+        if spec.scheduler.name == "median" and spec.data.validation.kfold:
+            # a fold's score ends a whole training, not a noisy early epoch: judge from fold 1
+            scheduler_options.setdefault("warmup_steps", 1)
         scheduler = make_scheduler(spec.scheduler.name, **scheduler_options)
         store = get_storage(storage or spec.storage)  # opened once the spec is known to be sound
         _check_same_search(spec, store)
@@ -133,6 +136,7 @@ class Experiment:
         )
         result = {
             **best_summary(self.study.name, self.study.metric, best),
+            "validated_on": _validated_on(self.spec),
             "test_metrics": final["test_metrics"],
             "retrained_on": "train+validation",
             "artifacts": final["artifacts"],
@@ -174,6 +178,9 @@ def _objective(spec: ExperimentSpec) -> NetworkObjective:
             "task": data.task,
             "test_size": data.test_size,
             "holdout": data.validation.holdout,
+            "kfold": data.validation.kfold,
+            "repeats": data.validation.repeats,
+            "group": data.validation.group,
             "scaling": data.scaling,
             "target_scaling": data.target_scaling,
             "shape": data.shape,
@@ -189,12 +196,26 @@ def _objective(spec: ExperimentSpec) -> NetworkObjective:
 _RUNG_SCHEDULERS = ("asha", "hyperband")
 
 
-def _max_epochs(spec: ExperimentSpec, objective: NetworkObjective) -> int:
-    """The most epochs a trial trains: fixed, the top of the searched range, or the default."""
+def _max_resource(spec: ExperimentSpec, objective: NetworkObjective) -> int:
+    """What a whole trial reports up to: its folds under k-fold (it reports once per fold),
+    else the most epochs it trains: fixed, the top of the searched range, or the default."""
+    validation = spec.data.validation
+    if validation.kfold:
+        return validation.kfold * validation.repeats
     if "epochs" in spec.space:
         param = spec.space["epochs"]
         return int(max(param.choices) if hasattr(param, "choices") else param.high)
     return int(objective.resolver.resolve({})[0]["epochs"])
+
+
+def _validated_on(spec: ExperimentSpec) -> str:
+    """Where a trial's value comes from, said beside every number chosen by it."""
+    validation = spec.data.validation
+    if validation.kfold:
+        repeats = f", {validation.repeats} repeats" if validation.repeats > 1 else ""
+        grouped = f", grouped by {validation.group}" if validation.group else ""
+        return f"mean over {validation.kfold}-fold cross-validation{repeats}{grouped}"
+    return f"validation split ({validation.holdout:.0%} of the rows left after the test split)"
 
 
 def _check_metric(spec: ExperimentSpec, objective: NetworkObjective) -> None:

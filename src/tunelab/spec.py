@@ -91,7 +91,24 @@ ParamSpec = Annotated[FloatParam | IntParam | CategoricalParam, Field(discrimina
 
 
 class ValidationSpec(_Strict):
+    """``{holdout: 0.2}`` (the default) or ``{kfold: 5, repeats: 1, group: column}``."""
+
     holdout: float = Field(0.2, gt=0, lt=1)
+    kfold: int | None = Field(None, ge=2)
+    repeats: int = Field(1, ge=1)
+    group: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> ValidationSpec:
+        if self.kfold is None:
+            for name in ("repeats", "group"):
+                if name in self.model_fields_set:
+                    raise _FieldError(name, f"belongs to k-fold; add kfold: 5 (say) or drop {name}")
+        elif "holdout" in self.model_fields_set:
+            raise _FieldError(
+                "holdout", "and kfold are two ways to validate; keep one of them"
+            )
+        return self
 
 
 class DataSpec(_Strict):

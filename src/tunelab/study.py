@@ -607,7 +607,10 @@ class _Run:
 
     def record(self, outcome: TrialOutcome) -> None:
         task = outcome.task
-        attrs = {"warnings": list(outcome.warnings)} if outcome.warnings else {}
+        attrs: dict[str, Any] = {"warnings": list(outcome.warnings)} if outcome.warnings else {}
+        if outcome.user_attrs:  # a resumed trial adds to what its earlier runs kept
+            kept = self.view.get(task.number).user_attrs
+            attrs["user_attrs"] = {**kept, **outcome.user_attrs}
         if outcome.state is TrialState.PAUSED:
             self.pause(task.number, outcome, attrs)
             return

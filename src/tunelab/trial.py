@@ -85,6 +85,11 @@ class FrozenTrial:
             return None
         return self.finished_at - self.started_at
 
+    @property
+    def user_attrs(self) -> dict[str, Any]:
+        """What the objective stored with :meth:`Trial.set_user_attr` (per-fold scores, ...)."""
+        return self.attrs.get("user_attrs", {})
+
     def values_at(self, metric: str) -> dict[int, float]:
         """The reported values of ``metric`` by step (steps that did not report it are left out)."""
         return {s: m[metric] for s, m in self.intermediate.items() if metric in m}
@@ -135,6 +140,8 @@ class Trial:
         self.checkpoint_step: int | None = None
         #: Things that went wrong without failing the trial; stored with it.
         self.warnings: list[str] = []
+        #: Plain values the objective keeps with the trial (:meth:`set_user_attr`).
+        self.user_attrs: dict[str, Any] = {}
         #: The step that ends this trial's training (its last epoch), when the objective knows
         #: it: a scheduler's STOP or PAUSE at or past it is moot, so the trial ends COMPLETE.
         self.final_step: int | None = None
@@ -170,6 +177,25 @@ class Trial:
         """True when the scheduler paused this trial: save a checkpoint and return; the trial
         may be resumed later (``resumed_from`` then says at which step)."""
         return self._decision is Decision.PAUSE
+
+    def part(self, directory: Path, reporter: Reporter) -> Trial:
+        """A handle for one part of this trial's work (a fold of a cross-validation): the same
+        number, params, seed, time limit and clock, its own directory and reporter, so the
+        part's reports go where its owner says instead of to the scheduler."""
+        return Trial(
+            self.number,
+            self.params,
+            self.seed,
+            directory,
+            reporter,
+            self._deadline,
+            clock=self._clock,
+        )
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        """Keep a JSON-plain value with the trial (Optuna's ``set_user_attr``); it is stored when
+        the trial ends or pauses, and read back as :attr:`FrozenTrial.user_attrs`."""
+        self.user_attrs[key] = value
 
     def warn(self, message: str) -> None:
         """Record a warning with the trial (shown by ``tunelab trials``); the trial goes on."""

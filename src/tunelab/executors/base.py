@@ -6,7 +6,7 @@ import abc
 import numbers
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ class TrialOutcome:
     error: str | None = None
     checkpoint_step: int | None = None
     warnings: tuple[str, ...] = ()
+    user_attrs: dict[str, Any] = field(default_factory=dict)
 
 
 class Executor(ParamsMixin, abc.ABC):
@@ -125,6 +126,7 @@ def run_trial(
         error,
         trial.checkpoint_step,
         tuple(trial.warnings),
+        dict(trial.user_attrs),
     )
 
 

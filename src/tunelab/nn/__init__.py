@@ -38,6 +38,7 @@ from tunelab.nn.data import (
 )
 from tunelab.nn.factory import ModelFactory
 from tunelab.nn.initializers import INITIALIZERS, init_weights
+from tunelab.nn.kfold import cross_validate
 from tunelab.nn.lr_finder import NoUsableRange, RangeTest, range_test
 from tunelab.nn.metrics import METRICS, metric_mode
 from tunelab.nn.models import ACTIVATIONS, POOLINGS, build_cnn, build_mlp, import_builder
@@ -46,7 +47,7 @@ from tunelab.nn.optimizers import LOSSES, OPTIMIZERS, make_loss, make_optimizer
 from tunelab.nn.provider import DataProvider
 from tunelab.nn.runner import TrialRunner
 from tunelab.nn.schedules import SCHEDULES, make_schedule
-from tunelab.nn.splits import Fold, HoldoutSplitter, Splits, Splitter
+from tunelab.nn.splits import Fold, HoldoutSplitter, KFoldSplitter, Splits, Splitter
 from tunelab.nn.train import (
     TRAINING_DEFAULTS,
     Trainer,
@@ -82,6 +83,7 @@ __all__ = [
     "Fold",
     "History",
     "HoldoutSplitter",
+    "KFoldSplitter",
     "LRSchedulerCallback",
     "ModelCheckpoint",
     "ModelFactory",
@@ -100,6 +102,7 @@ __all__ = [
     "build_cnn",
     "build_mlp",
     "cache_dir",
+    "cross_validate",
     "evaluate",
     "fit",
     "hyperparameters",

@@ -78,6 +78,8 @@ class Dataset:
         name: where the data came from (a builtin name or a file name).
         shape: the shape of one sample as a network sees it; its product is ``d``. ``(d,)`` for
             tables; an NPZ file's own sample shape; whatever ``data.shape`` says.
+        groups: each row's group (a file's ``group`` column), or None; cross-validation keeps
+            a group's rows in one fold, so a model is never scored on a group it trained on.
 
     Example:
         >>> ds = load_dataset("iris")
@@ -92,6 +94,7 @@ class Dataset:
     feature_names: list[str]
     name: str
     shape: tuple[int, ...] = ()
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not self.shape:
@@ -137,6 +140,7 @@ def load_dataset(
     base_dir: Path | None = None,
     task: str | None = None,
     shape: Sequence[int] | None = None,
+    group: str | None = None,
 ) -> Dataset:
     """Load a builtin data set or a ``.csv`` / ``.npz`` / ``.parquet`` file.
 
@@ -148,17 +152,25 @@ def load_dataset(
         task: ``"classification"`` or ``"regression"``; inferred from the target when None.
         shape: the shape of one sample as a network input, e.g. ``[1, 8, 8]`` to see digits' 64
             columns as a one-channel 8x8 image; its product must be the number of features.
+        group: the column (an array of an NPZ file) naming each row's group; it is not a
+            feature. Builtin data sets have none.
 
     Raises:
-        SpecError: on ``data.source``, ``data.target``, ``data.task`` or ``data.shape``, naming
-            what to fix.
+        SpecError: on ``data.source``, ``data.target``, ``data.task``, ``data.shape`` or
+            ``data.validation.group``, naming what to fix.
     """
     if task is not None:
         check_task(task)
     if source in _BUILTIN_LOADERS:
+        if group is not None:
+            raise SpecError(
+                "data.validation.group",
+                f"the builtin data set {source!r} has no group column; remove group, or use a "
+                "file with one",
+            )
         ds = _load_builtin(source, target, task)
     else:
-        ds = _load_file(source, target, base_dir, task)
+        ds = _load_file(source, target, base_dir, task, group)
     return ds if shape is None else _reshaped(ds, shape)
 
 
@@ -438,13 +450,15 @@ def _reshaped(ds: Dataset, shape: Sequence[int]) -> Dataset:
             f"{list(shape)} holds {math.prod(shape)} values, but each row of {ds.name} has "
             f"{ds.X.shape[1]} features; give sizes whose product is {ds.X.shape[1]}",
         )
-    return Dataset(ds.X, ds.y, ds.task, ds.classes, ds.feature_names, ds.name, shape)
+    return Dataset(ds.X, ds.y, ds.task, ds.classes, ds.feature_names, ds.name, shape, ds.groups)
 
 
 # --- files ------------------------------------------------------------------------------------
 
 
-def _load_file(source: str, target: str | None, base_dir: Path | None, task: str | None) -> Dataset:
+def _load_file(
+    source: str, target: str | None, base_dir: Path | None, task: str | None, group: str | None
+) -> Dataset:
     path = Path(source).expanduser()
     if not path.is_absolute():
         path = Path.cwd() / path if base_dir is None else Path(base_dir) / path
@@ -457,9 +471,11 @@ def _load_file(source: str, target: str | None, base_dir: Path | None, task: str
             f"cannot read {path.suffix or 'extensionless'} files ({source!r}); "
             "use a .csv, .npz or .parquet file",
         )
-    X, raw_target, feature_names, shape = file_loader(path, target)
+    if group is not None and group == target:
+        raise SpecError("data.validation.group", f"{group!r} is the target; name another column")
+    X, raw_target, feature_names, shape, groups = file_loader(path, target, group)
     y, task, classes = _encode_target(raw_target, task)
-    return Dataset(X, y, task, classes, feature_names, path.name, shape)
+    return Dataset(X, y, task, classes, feature_names, path.name, shape, groups)
 
 
 def _unknown_source_message(source: str, path: Path) -> str:
@@ -472,10 +488,23 @@ def _unknown_source_message(source: str, path: Path) -> str:
     )
 
 
-_FileContents = tuple[np.ndarray, np.ndarray, list[str], tuple[int, ...]]
+#: features, raw target, feature names, sample shape, groups (None without a group column)
+_FileContents = tuple[np.ndarray, np.ndarray, list[str], tuple[int, ...], np.ndarray | None]
 
 
-def _read_csv(path: Path, target: str | None) -> _FileContents:
+def _group_column(path: Path, group: str | None, columns: dict[str, Any]) -> np.ndarray | None:
+    """The group column taken out of ``columns`` (so it is no feature), as text labels."""
+    if group is None:
+        return None
+    if group not in columns:
+        raise SpecError(
+            "data.validation.group",
+            f"column {group!r} is not in {path.name}; available columns: {', '.join(columns)}",
+        )
+    return np.array([str(value).strip() for value in columns.pop(group)])
+
+
+def _read_csv(path: Path, target: str | None, group: str | None = None) -> _FileContents:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         rows = [row for row in csv.reader(handle) if row]
     if len(rows) < 2:
@@ -490,12 +519,13 @@ def _read_csv(path: Path, target: str | None) -> _FileContents:
             )
     columns = dict(zip(header, zip(*rows[1:], strict=True), strict=True))
     raw_target = _text_target(target, columns.pop(target), path)
+    groups = _group_column(path, group, columns)
     features = {name: np.array([_to_float(v) for v in values]) for name, values in columns.items()}
     X, names = _table(path, target, features, columns)
-    return X, raw_target, names, (X.shape[1],)
+    return X, raw_target, names, (X.shape[1],), groups
 
 
-def _read_parquet(path: Path, target: str | None) -> _FileContents:
+def _read_parquet(path: Path, target: str | None, group: str | None = None) -> _FileContents:
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:
@@ -519,9 +549,10 @@ def _read_parquet(path: Path, target: str | None) -> _FileContents:
         )
     raw_target = _as_floats(raw)
     raw_target = np.array([str(v) for v in raw]) if raw_target is None else raw_target
+    groups = _group_column(path, group, columns)
     features = {name: _numbers_or_nan(values) for name, values in columns.items()}
     X, names = _table(path, target, features, columns, first_line=0, unit="row")
-    return X, raw_target, names, (X.shape[1],)
+    return X, raw_target, names, (X.shape[1],), groups
 
 
 def _check_target_column(path: Path, target: str | None, header: Sequence[str]) -> None:
@@ -595,7 +626,7 @@ def _to_float(text: str) -> float:
         return math.nan
 
 
-def _read_npz(path: Path, target: str | None) -> _FileContents:
+def _read_npz(path: Path, target: str | None, group: str | None = None) -> _FileContents:
     target = "y" if target is None else target
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -629,7 +660,16 @@ def _read_npz(path: Path, target: str | None) -> _FileContents:
             "encode non-numeric features and fill missing values",
         )
     shape = tuple(int(size) for size in images.shape[1:]) or (1,)
-    return X.astype(np.float32), y, [f"x{i}" for i in range(X.shape[1])], shape
+    groups = None
+    if group is not None:
+        if group not in arrays or len(arrays[group]) != len(X):
+            raise SpecError(
+                "data.validation.group",
+                f"{path.name} needs an array {group!r} with one group per row of 'X'; "
+                f"available arrays: {available}",
+            )
+        groups = np.array([str(value) for value in arrays[group].reshape(-1)])
+    return X.astype(np.float32), y, [f"x{i}" for i in range(X.shape[1])], shape, groups
 
 
 def _decode_one_hot(y: np.ndarray) -> np.ndarray:

@@ -25,13 +25,14 @@ from tunelab.nn.callbacks import Callback
 from tunelab.nn.config import ConfigResolver, is_builtin
 from tunelab.nn.data import CLASSIFICATION, Preprocessing
 from tunelab.nn.factory import ModelFactory
+from tunelab.nn.kfold import cross_validate
 from tunelab.nn.lr_finder import RangeTest, range_test
 from tunelab.nn.metrics import METRICS
 from tunelab.nn.models import ModelBuilder
 from tunelab.nn.optimizers import LOSSES
 from tunelab.nn.provider import DataProvider
 from tunelab.nn.runner import TrialRunner
-from tunelab.nn.splits import Fold, HoldoutSplitter, Splits, Splitter
+from tunelab.nn.splits import Fold, HoldoutSplitter, KFoldSplitter, Splits, Splitter
 from tunelab.nn.train import _LOSS_OPTIONS, _OPTIMIZER_OPTIONS
 from tunelab.space import Space
 from tunelab.trial import Trial
@@ -57,8 +58,9 @@ class NetworkObjective:
         data: the spec's data section: ``source``, and optionally ``target``, ``task``,
             ``base_dir``, ``test_size`` (default 0.2), ``holdout`` (default 0.2, a fraction of
             what remains after the test split), ``scaling`` (``standard``, ``minmax``, ``none``),
-            ``target_scaling`` (regression; default ``standard``) and ``shape`` (one sample's
-            shape as a network input, e.g. ``[1, 8, 8]``).
+            ``target_scaling`` (regression; default ``standard``), ``shape`` (one sample's
+            shape as a network input, e.g. ``[1, 8, 8]``), and for cross-validation ``kfold``,
+            ``repeats`` and ``group``.
         model: ``"mlp"``, ``"cnn1d"``, ``"cnn2d"``; or your own builder
             ``build_model(params, input_shape, n_outputs) -> nn.Module``, given as the function
             or as ``"package.module:function"`` / ``"path/to/file.py:function"``. Your builder
@@ -70,8 +72,10 @@ class NetworkObjective:
         callbacks: more :class:`~tunelab.nn.Callback` objects for every trial's training (not the
             final fit, which has no validation split). They are reused across the trials of a
             process and must reset in ``on_train_begin``; with worker processes, picklable.
-        splitter: how the data is cut; default a :class:`~tunelab.nn.HoldoutSplitter` with
-            ``data``'s ``test_size`` and ``holdout`` and ``split_seed``. It must give one fold.
+        splitter: how the data is cut; default a :class:`~tunelab.nn.KFoldSplitter` when
+            ``data`` has ``kfold`` (and ``repeats``; rows grouped by its ``group`` column), else
+            a :class:`~tunelab.nn.HoldoutSplitter` with ``data``'s ``test_size`` and
+            ``holdout``; seeded with ``split_seed``.
 
     Example:
         >>> from tunelab.space import Float, Space
@@ -114,10 +118,16 @@ class NetworkObjective:
     @cached_property
     def provider(self) -> DataProvider:
         """The data, loaded on first use and then kept (and pickled along)."""
-        splitter = self.splitter or HoldoutSplitter(
-            self.data.get("test_size", 0.2), self.data.get("holdout", 0.2), self.split_seed
-        )
-        return DataProvider(self.data, splitter)
+        return DataProvider(self.data, self.splitter or self._splitter())
+
+    def _splitter(self) -> Splitter:
+        """The data section's way to validate: a holdout, or k-fold (``kfold``, ``repeats``)."""
+        test_size = self.data.get("test_size", 0.2)
+        if self.data.get("kfold"):
+            return KFoldSplitter(
+                self.data["kfold"], self.data.get("repeats", 1), test_size, self.split_seed
+            )
+        return HoldoutSplitter(test_size, self.data.get("holdout", 0.2), self.split_seed)
 
     def check(self, space: Space) -> None:
         """Fail before the search, with one line naming the field, on anything that would fail
@@ -165,10 +175,15 @@ class NetworkObjective:
 
     def __call__(self, trial: Trial) -> dict[str, float]:
         """Train with ``trial.params``, report every epoch, stop or pause when the scheduler
-        says so, and resume from the checkpoint when ``trial.resumed_from`` is set."""
+        says so, and resume from the checkpoint when ``trial.resumed_from`` is set.
+
+        With k-fold validation the trial trains its folds in turn and reports once per fold
+        (see :func:`~tunelab.nn.cross_validate`)."""
         config, given = self.resolver.resolve(trial.params)
-        _, fold = self._data()
+        splits, fold = self._data()
         self._check_config_monitor(config, trial.params)
+        if len(splits.folds) > 1:
+            return cross_validate(self._runner(), trial, config, given, splits.folds)
         return self._runner().run(trial, config, given, fold)
 
     def final_fit(
@@ -254,15 +269,10 @@ class NetworkObjective:
         return TrialRunner(self.provider, self.factory, self.device, self.callbacks)
 
     def _data(self) -> tuple[Splits, Fold]:
-        """The splits, and the fold trials train on; the model must take the data's shape."""
+        """The splits and their first fold (a holdout's only one: the LR range test and the
+        replay of early stopping train on it); the model must take the data's shape."""
         splits = self.provider.splits()
         self.factory.check_input_shape(splits.dataset.shape)
-        if len(splits.folds) != 1:
-            raise SpecError(
-                "data.validation",
-                f"a NetworkObjective trains each trial on one fold, but the splitter gave "
-                f"{len(splits.folds)}; use a holdout splitter",
-            )
         return splits, splits.folds[0]
 
     def _check_config_monitor(self, config: Mapping[str, Any], params: Mapping[str, Any]) -> None:

@@ -57,6 +57,7 @@ class DataProvider:
                 base_dir=self.data.get("base_dir"),
                 task=self.data.get("task"),
                 shape=self.data.get("shape"),
+                group=self.data.get("group"),
             )
             self._splits = self.splitter.split(dataset)
         return self._splits

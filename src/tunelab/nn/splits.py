@@ -13,9 +13,10 @@ from typing import Protocol
 
 import numpy as np
 
-from tunelab.nn.data import Dataset, Split, split_dataset
+from tunelab.errors import SpecError
+from tunelab.nn.data import CLASSIFICATION, MIN_SPLIT_ROWS, Dataset, Split, _take, split_dataset
 
-__all__ = ["Fold", "HoldoutSplitter", "Splits", "Splitter"]
+__all__ = ["Fold", "HoldoutSplitter", "KFoldSplitter", "Splits", "Splitter"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,3 +87,108 @@ class HoldoutSplitter:
         """
         train, val, test = split_dataset(dataset, self.test_size, self.holdout, self.seed)
         return Splits(dataset, test, (Fold(train, val),))
+
+
+class KFoldSplitter:
+    """Cut off a test split, then cut the rest into ``k`` folds, ``repeats`` times over.
+
+    Each fold validates on one k-th of the rows and trains on the others, so every row is
+    validated on once per repeat; a score averaged over the folds leans far less on one lucky
+    split than a holdout's. Classification folds keep the class proportions (scikit-learn's
+    ``StratifiedKFold``) where every class has at least ``k`` rows; a data set with ``groups``
+    keeps each group's rows together, in the test split and in the folds (``GroupShuffleSplit``,
+    ``StratifiedGroupKFold`` / ``GroupKFold``), so no fold is scored on a group it trained on.
+    Repeat ``r`` reshuffles with seed ``seed + r``.
+
+    Args:
+        k: folds per repeat (at least 2).
+        repeats: how many times the folds are cut afresh (repeated k-fold).
+        test_size: the fraction of all rows (or of the groups) kept for the test.
+        seed: the same seed gives the same splits.
+
+    Example:
+        >>> from tunelab.nn import load_dataset
+        >>> splits = KFoldSplitter(k=5, test_size=0.2, seed=0).split(load_dataset("iris"))
+        >>> len(splits.folds), len(splits.folds[0].train.y), len(splits.folds[0].val.y), len(splits.test.y)
+        (5, 96, 24, 30)
+    """
+
+    def __init__(self, k: int = 5, repeats: int = 1, test_size: float = 0.2, seed: int = 0):
+        self.k = k
+        self.repeats = repeats
+        self.test_size = test_size
+        self.seed = seed
+
+    def split(self, dataset: Dataset) -> Splits:
+        """The test split and ``k * repeats`` folds, in repeat order.
+
+        Raises:
+            SpecError: on ``data.validation.kfold`` when a fold would be too small, or
+                ``data.test_size`` for a fraction outside (0, 1).
+        """
+        rest, test = self._test_split(dataset)
+        folds = []
+        for repeat in range(self.repeats):
+            for train, val in self._folds(dataset, rest, self.seed + repeat):
+                folds.append(Fold(_take(dataset, rest[train]), _take(dataset, rest[val])))
+        smallest = min(min(len(f.train.y), len(f.val.y)) for f in folds)
+        if smallest < MIN_SPLIT_ROWS:
+            raise SpecError(
+                "data.validation.kfold",
+                f"{self.k} folds of {len(rest)} rows leave a split of {smallest} rows; a score "
+                f"from fewer than {MIN_SPLIT_ROWS} rows means nothing: use fewer folds or more "
+                "data",
+            )
+        return Splits(dataset, _take(dataset, test), tuple(folds))
+
+    def _test_split(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+        from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
+        if not 0.0 < self.test_size < 1.0:
+            raise SpecError(
+                "data.test_size",
+                f"must be a fraction between 0 and 1 (exclusive), got {self.test_size!r}",
+            )
+        rows = np.arange(len(dataset.y))
+        if dataset.groups is not None:
+            cut = GroupShuffleSplit(n_splits=1, test_size=self.test_size, random_state=self.seed)
+            return next(cut.split(rows, groups=dataset.groups))
+        stratify = dataset.y if self._stratified(dataset.y, 2) else None
+        return tuple(
+            train_test_split(rows, test_size=self.test_size, random_state=self.seed, stratify=stratify)
+        )
+
+    def _folds(self, dataset: Dataset, rest: np.ndarray, seed: int) -> list:
+        from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+
+        y, groups = dataset.y[rest], None if dataset.groups is None else dataset.groups[rest]
+        stratified = dataset.task == CLASSIFICATION and self._stratified(y, self.k)
+        if groups is not None:
+            n_groups = len(np.unique(groups))
+            if n_groups < self.k:
+                raise SpecError(
+                    "data.validation.kfold",
+                    f"{self.k} folds need at least {self.k} groups, but the rows left after the "
+                    f"test split hold {n_groups}; use fewer folds",
+                )
+            if stratified:
+                cutter = StratifiedGroupKFold(self.k, shuffle=True, random_state=seed)
+            else:
+                cutter = GroupKFold(self.k, shuffle=True, random_state=seed)
+        elif stratified:
+            cutter = StratifiedKFold(self.k, shuffle=True, random_state=seed)
+        else:
+            cutter = KFold(self.k, shuffle=True, random_state=seed)
+        if len(rest) < self.k:
+            raise SpecError(
+                "data.validation.kfold",
+                f"{self.k} folds need at least {self.k} rows, but {len(rest)} are left",
+            )
+        return list(cutter.split(rest, y, groups))
+
+    @staticmethod
+    def _stratified(y: np.ndarray, k: int) -> bool:
+        """Whether every class has the ``k`` rows stratification needs (regression: never)."""
+        if y.dtype.kind not in "iu":
+            return False
+        return bool(np.bincount(y).min(initial=0) >= k) if len(y) else False
