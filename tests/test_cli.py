@@ -295,6 +295,19 @@ BAD_SPECS = [
         lambda s: s.update(data={"source": "tiny.csv", "target": "y"}),
         r"data: the .* split would hold",
     ),
+    # k-fold validation
+    (
+        lambda s: s["data"].update(validation={"holdout": 0.3, "kfold": 5}),
+        r"data\.validation\.holdout: and kfold are two ways to validate; keep one of them",
+    ),
+    (
+        lambda s: s["data"].update(validation={"repeats": 3}),
+        r"data\.validation\.repeats: belongs to k-fold; add kfold",
+    ),
+    (
+        lambda s: s["data"].update(validation={"kfold": 5, "group": "patient"}),
+        r"data\.validation\.group: the builtin data set 'iris' has no group column",
+    ),
 ]
 
 

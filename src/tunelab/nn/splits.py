@@ -189,6 +189,6 @@ class KFoldSplitter:
     @staticmethod
     def _stratified(y: np.ndarray, k: int) -> bool:
         """Whether every class has the ``k`` rows stratification needs (regression: never)."""
-        if y.dtype.kind not in "iu":
+        if y.dtype.kind not in "iu" or not len(y):
             return False
-        return bool(np.bincount(y).min(initial=0) >= k) if len(y) else False
+        return bool(np.bincount(y).min() >= k)
