@@ -481,9 +481,9 @@ class SQLStorage(Storage):
 
     def set_study_attr(self, study_id: int, key: str, value: Any) -> None:
         with self._begin() as conn:
-            attrs = _loads(
+            attrs = _loads(  # locked until the update: concurrent keys are never lost
                 conn.execute(
-                    sa.select(studies.c.attrs).where(studies.c.id == study_id)
+                    sa.select(studies.c.attrs).where(studies.c.id == study_id).with_for_update()
                 ).scalar_one()
             )
             attrs[key] = value
