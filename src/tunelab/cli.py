@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -275,6 +276,90 @@ def dashboard(
     if token:
         out.print("anyone who can reach this address needs the token; share the URL with care")
     serve(store, host=host, port=port, token=token)
+
+
+SpecFileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--spec", help="The spec file the study was run with (needed when it trains your code)."
+    ),
+]
+
+
+@app.command("reproduce")
+def reproduce_trial(
+    name: str,
+    trial: Annotated[int, typer.Argument(help="The trial's number.")],
+    storage: StorageOption = None,
+    spec: SpecFileOption = None,
+) -> None:
+    """Train a stored trial again from its config and seed, here, and compare every number with
+    the stored ones (the study is not written to). Exit 0 when identical, 1 when not."""
+    from tunelab.reuse import reproduce
+
+    check = reproduce(name, trial, storage, spec)
+    table = Table("step", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("metric", overflow="fold")
+    for header in ("stored", "re-run", "diff"):  # numbers in full: identical means to the bit
+        table.add_column(header, no_wrap=True)
+    for row in check.rows():
+        cells = ["" if v is None else repr(v) for v in (row.stored, row.rerun)]
+        step = "final" if row.step is None else str(row.step)
+        table.add_row(step, row.metric, *cells, f"{row.gap:.3g}" if row.gap else "")
+    out.print(table)
+    out.print(check.verdict(), highlight=False, soft_wrap=True)
+    if not check.identical:
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def export_model(
+    name: str,
+    output: Annotated[str, typer.Option("-o", "--output", help="A new or empty folder.")],
+    trial: Annotated[
+        int | None, typer.Option("--trial", help="The trial's number (default: the best).")
+    ] = None,
+    storage: StorageOption = None,
+    spec: SpecFileOption = None,
+) -> None:
+    """Write a trial's model, retrained on train+validation, into a folder that predicts
+    without the study: weights, architecture, preprocessing (and your builder's file)."""
+    from tunelab.nn import ProgressBar
+    from tunelab.reuse import export
+
+    result = export(name, output, trial, storage, spec, [ProgressBar("retraining", out)])
+    how = "copied the study's final model" if result["reused"] else "retrained on train+validation"
+    scores = ", ".join(f"{k} = {v:.4g}" for k, v in result["test_metrics"].items())
+    out.print(
+        f"exported trial {result['trial']} of {name} to {output} ({how}): "
+        f"{', '.join(result['artifacts'])}; {scores}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("predict")
+def predict_rows(
+    model_dir: Annotated[str, typer.Argument(help="A folder tunelab export wrote.")],
+    data: Annotated[str, typer.Argument(help="Rows to predict: a .csv (columns by name) or .npz.")],
+    output: Annotated[str, typer.Option("-o", "--output", help="The .csv file to write.")],
+    proba: Annotated[bool, typer.Option("--proba", help="Add each class's probability.")] = False,
+    trust_code: Annotated[
+        bool,
+        typer.Option("--trust-code", help="Import the folder's model code (it runs that code)."),
+    ] = False,
+) -> None:
+    """Predict with an exported model, on the CPU: a prediction column (class labels, or values
+    in the target's units) and, with --proba, a proba_<label> column per class."""
+    from tunelab.reuse import predict
+
+    path = _output_path(output, (".csv",))
+    columns = predict(model_dir, data, proba=proba, trust_code=trust_code)
+    with path.open("w", newline="") as handle:  # numbers at full precision
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows(zip(*(column.tolist() for column in columns.values()), strict=True))
+    out.print(f"wrote {path} ({len(columns['prediction'])} rows)")
 
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")

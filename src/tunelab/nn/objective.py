@@ -296,7 +296,8 @@ def load_model(
     A saved builtin model (mlp, cnn1d, cnn2d) loads from its files alone. A model of your own
     needs its builder: pass it, or let ``model.json`` name it with ``trust_code=True``: importing
     what a file names runs that code, so it never happens unasked (a folder from elsewhere must
-    not be able to run code by being loaded).
+    not be able to run code by being loaded). A relative ``file.py:function`` is a file in
+    ``out_dir`` (``tunelab export`` copies the builder there, so the folder can move).
 
     Args:
         out_dir: the folder :meth:`~NetworkObjective.final_fit` saved to.
@@ -322,11 +323,11 @@ def load_model(
         if not is_builtin(meta["model"]) and not trust_code:
             raise TunelabError(
                 f"{out_dir / ARCHITECTURE_FILE} names code to import ({meta['model']}); pass "
-                "builder=your_build_function, or trust_code=True if you trust this folder "
-                "(importing it runs that code)"
+                "builder=your_build_function, or trust_code=True (tunelab predict --trust-code) "
+                "if you trust this folder (importing it runs that code)"
             )
         builder = meta["model"]
-    model = ModelFactory(builder).architecture(
+    model = ModelFactory(builder, out_dir).architecture(
         meta["config"], meta["params"], tuple(meta["input_shape"]), meta["n_outputs"]
     )
     state = torch.load(out_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)
