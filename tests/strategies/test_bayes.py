@@ -196,3 +196,11 @@ def test_early_finishers_do_not_steer_the_search():
     (proposal,) = BayesSearch(seed=0, n_initial=5).ask(space, history, [14])
     assert proposal.info["step"] == 1
     assert proposal.params["x"] > 0.7
+
+
+def test_a_space_of_categoricals_only_is_modelled_without_a_climb():
+    space = Space({"a": Categorical([1, 2, 3]), "b": Categorical(["x", "y"])})
+    study = Study("categoricals", storage="sqlite://", strategy=BayesSearch(n_initial=3), seed=0)
+    study.optimize(lambda t: t.params["a"] * (1 if t.params["b"] == "x" else 2), space, trials=8)
+    assert all(t.state is TrialState.COMPLETE for t in study.trials)
+    assert [t.proposal["phase"] for t in study.trials[3:]] == ["model"] * 5

@@ -273,14 +273,16 @@ class ConfigResolver:
         for name, value in fixed.items():
             self._check_choice(f"fixed.{name}", name, value)
 
-    def check(self, space: Space) -> None:
+    def check(self, space: Space | None = None) -> None:
         """Check the names, and every value a trial can get: each fixed value, each bound of a
-        range and each choice of the space, against what the trainer and the builders take.
+        range and each choice of the space (when there is one: a lone configuration, such as a
+        scikit-learn estimator's, has none), against what the trainer and the builders take.
 
         Raises:
             SpecError: on ``fixed.<name>``, ``space.<name>``, ``space.<name>.low`` / ``.high``
                 or ``space.<name>.choices``, naming the limit and the fix.
         """
+        space = space or {}
         self.check_names(space)
         for name, value in (self.fixed or {}).items():
             self._check_value(f"fixed.{name}", name, value)
@@ -356,6 +358,8 @@ class ConfigResolver:
 
     def _check_choice(self, field: str, name: str, value: Any) -> None:
         known = self._choices(name)
+        if value is None and name in self.defaults() and self.defaults()[name] is None:
+            return  # the default itself, given explicitly (loss: null, the task's own loss)
         if known and value not in known:
             close = difflib.get_close_matches(str(value), known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""

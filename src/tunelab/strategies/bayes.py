@@ -279,6 +279,8 @@ class _Proposer:
         held[:, self.encoder.categorical_dims] = True
         for j, name in enumerate(self.space):
             held[:, j] |= np.array([name not in config for config in configs])
+        if held.all():  # only categoricals (or nothing active): nothing to climb
+            return configs
         bounds = np.stack([np.where(held, x0, 0.0), np.where(held, x0, 1.0)], -1).reshape(-1, 2)
 
         def negative(flat: np.ndarray) -> tuple[float, np.ndarray]:
