@@ -55,3 +55,48 @@ def test_a_reproducible_spec_runs_the_study_in_trial_number_order(tmp_path):
     experiment = Experiment.from_spec(spec, f"sqlite:///{tmp_path}/t.db")
     experiment.search()
     assert experiment.study.attrs["reproducible_lag"] == 1
+
+
+def test_processes_sharing_a_study_retrain_its_best_once(tmp_path, monkeypatch):
+    """Two drivers finishing one study at once: one retrains, the other waits for its result."""
+    import threading
+    import time
+
+    from tunelab.nn import NetworkObjective
+
+    url = f"sqlite:///{tmp_path}/t.db"
+    Experiment.from_spec(parse_spec(SPEC), url).search()
+    retrains = []
+    original = NetworkObjective.final_fit
+
+    def counted(self, *args, **kwargs):
+        retrains.append(threading.get_ident())
+        time.sleep(0.3)  # the other driver arrives while this one retrains
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(NetworkObjective, "final_fit", counted)
+    monkeypatch.setattr("tunelab.experiment._POLL_S", 0.05)
+    experiments = [Experiment.from_spec(parse_spec(SPEC), url) for _ in range(2)]
+    results = [None, None]
+
+    def finish(i):
+        results[i] = experiments[i].finalize()
+
+    threads = [threading.Thread(target=finish, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(retrains) == 1
+    assert results[0] == results[1] and results[0]["test_metrics"]
+    assert experiments[0].study.attrs["retraining"] is None  # the claim is given back
+
+
+def test_a_claim_whose_holder_is_gone_is_taken_over(tmp_path):
+    url = f"sqlite:///{tmp_path}/t.db"
+    experiment = Experiment.from_spec(parse_spec(SPEC), url)
+    experiment.search()
+    best = experiment.study.best_trial.number
+    gone = {"owner": "no-such-host:1", "trial": best, "expires": 0.0}  # expired, elsewhere
+    experiment.study.set_attr("retraining", gone)
+    assert experiment.finalize()["trial"] == best

@@ -8,11 +8,13 @@ training data. The test split was cut off before the search and is used exactly 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tunelab.errors import SpecError, StorageError, TunelabError
+from tunelab.events import logger
 from tunelab.executors import Executor, make_executor
 from tunelab.lr_range import ATTR, apply_auto, measure_auto, uses_auto
 from tunelab.readers import best_summary
@@ -21,7 +23,7 @@ from tunelab.space import Space
 from tunelab.spec import ExperimentSpec, parse_spec
 from tunelab.storage import Storage, get_storage
 from tunelab.strategies import make_strategy
-from tunelab.study import Callback, Study
+from tunelab.study import Callback, Study, owner_alive, this_owner
 from tunelab.trial import FrozenTrial
 
 if TYPE_CHECKING:
@@ -120,29 +122,73 @@ class Experiment:
         The result is stored with the study (``tunelab best NAME --json`` prints it); a finalize
         with the same best trial reuses it instead of retraining. ``callbacks`` join the
         retrain's training (``tunelab run`` shows it with a :class:`~tunelab.nn.ProgressBar`).
+
+        One retrain per study, whoever shares it: the retrain is claimed in storage first
+        (study attribute ``retraining``). A process that finds the claim held waits for the
+        result instead of training the same configuration again, and takes the claim over once
+        its holder is gone: a process of this machine that no longer runs, or, from another
+        machine, a claim older than :data:`RETRAIN_CLAIM_S` plus three times the trial's own
+        training time.
         """
-        best = self.study.best_trial
-        if best is None:
-            raise TunelabError(
-                f"no trial of {self.study.name!r} completed, so there is no best config; "
-                f"see why with: tunelab trials {self.study.name}"
+        store, study_id, told = self.study.storage, self.study.id, False
+        while True:
+            best = self.study.best_trial
+            if best is None:
+                raise TunelabError(
+                    f"no trial of {self.study.name!r} completed, so there is no best config; "
+                    f"see why with: tunelab trials {self.study.name}"
+                )
+            attrs = self.study.attrs
+            previous = attrs.get("result")
+            if previous and previous.get("trial") == best.number:
+                return previous
+            holder = attrs.get(_RETRAIN)
+            if holder is not None and _claim_holds(holder):
+                if not told:
+                    logger.info(
+                        "waiting for %s, which retrains trial %d", holder["owner"], holder["trial"]
+                    )
+                    told = True
+                time.sleep(_POLL_S)
+                continue
+            mine = {"owner": this_owner(), "trial": best.number, "expires": _expiry(best)}
+            if store.swap_study_attr(study_id, _RETRAIN, holder, mine):
+                break
+        try:
+            final = self.objective.final_fit(
+                best.params,
+                seed=best.seed,
+                out_dir=self.study.study_dir / "best",
+                callbacks=callbacks,
             )
-        previous = self.study.attrs.get("result")
-        if previous and previous.get("trial") == best.number:
-            return previous
-        out_dir = self.study.study_dir / "best"
-        final = self.objective.final_fit(
-            best.params, seed=best.seed, out_dir=out_dir, callbacks=callbacks
-        )
-        result = {
-            **best_summary(self.study.name, self.study.metric, best),
-            "validated_on": _validated_on(self.spec),
-            "test_metrics": final["test_metrics"],
-            "retrained_on": "train+validation",
-            "artifacts": final["artifacts"],
-        }
-        self.study.set_attr("result", result)
+            result = {
+                **best_summary(self.study.name, self.study.metric, best),
+                "validated_on": _validated_on(self.spec),
+                "test_metrics": final["test_metrics"],
+                "retrained_on": "train+validation",
+                "artifacts": final["artifacts"],
+            }
+            self.study.set_attr("result", result)
+        finally:
+            store.swap_study_attr(study_id, _RETRAIN, mine, None)
         return result
+
+
+#: The study attribute that claims the final retrain: ``{"owner", "trial", "expires"}``.
+_RETRAIN = "retraining"
+#: How long a claim from another machine holds beyond three times the trial's training time.
+RETRAIN_CLAIM_S = 600.0
+_POLL_S = 1.0
+
+
+def _claim_holds(claim: dict[str, Any]) -> bool:
+    """Whether a retrain claim's holder may still be at work (see :meth:`Experiment.finalize`)."""
+    alive = owner_alive(claim["owner"])
+    return alive if alive is not None else time.time() < claim["expires"]
+
+
+def _expiry(best: FrozenTrial) -> float:
+    return time.time() + RETRAIN_CLAIM_S + 3 * (best.duration or 0.0)
 
 
 def open_experiment(name: str, storage: str | Storage | None = None) -> Experiment:

@@ -395,7 +395,7 @@ class _Run:
         self.deadline = self.clock.now() + 60 * minutes if minutes else None
         self.trial_timeout = trial_timeout
         self.listeners = listeners
-        self.owner = f"{_HOST}:{os.getpid()}"
+        self.owner = this_owner()
         self.view = study._view
         self.by_number: dict[int, int] = {}  # running trial number -> trial id
         self.stops: dict[int, dict[str, Any]] = {}  # running trial number -> its last PAUSE/STOP
@@ -755,10 +755,24 @@ def _registered_name(scheduler: Scheduler) -> str:
 
 
 def _is_dead(trial: FrozenTrial, now: float) -> bool:
-    host, _, pid = (trial.owner or "").rpartition(":")
-    if host == _HOST and pid.isdigit():
-        return int(pid) == os.getpid() or not _process_alive(int(pid))
+    alive = owner_alive(trial.owner or "")
+    if alive is not None:  # a process of this host: a driver never leaves its own trials running
+        return not alive or trial.owner == this_owner()
     return trial.heartbeat_at is None or now - trial.heartbeat_at > STALE_AFTER_S
+
+
+def this_owner() -> str:
+    """This process as an owner of trials and claims: ``host:pid``."""
+    return f"{_HOST}:{os.getpid()}"
+
+
+def owner_alive(owner: str) -> bool | None:
+    """Whether the process an owner (``host:pid``) names is running; None when it runs on
+    another host, whose processes this one cannot see."""
+    host, _, pid = owner.rpartition(":")
+    if host != _HOST or not pid.isdigit():
+        return None
+    return _process_alive(int(pid))
 
 
 def _process_alive(pid: int) -> bool:

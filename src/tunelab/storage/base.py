@@ -122,6 +122,12 @@ class Storage(abc.ABC):
     def set_study_attr(self, study_id: int, key: str, value: Any) -> None:
         """Store a JSON-ready value under ``key`` (e.g. the final test result)."""
 
+    @abc.abstractmethod
+    def swap_study_attr(self, study_id: int, key: str, expected: Any, value: Any) -> bool:
+        """Store ``value`` under ``key`` only if ``key`` still holds ``expected`` (an absent key
+        holds None), in one transaction; True when it did. Of processes that read the same
+        value and each try to replace it, exactly one succeeds: a claim (the final retrain's)."""
+
     # Trials --------------------------------------------------------------------------------------
     @abc.abstractmethod
     def enqueue_trial(

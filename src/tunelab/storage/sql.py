@@ -491,6 +491,21 @@ class SQLStorage(Storage):
                 studies.update().where(studies.c.id == study_id).values(attrs=_dumps(attrs))
             )
 
+    def swap_study_attr(self, study_id: int, key: str, expected: Any, value: Any) -> bool:
+        with self._begin() as conn:
+            attrs = _loads(
+                conn.execute(
+                    sa.select(studies.c.attrs).where(studies.c.id == study_id).with_for_update()
+                ).scalar_one()
+            )
+            if attrs.get(key) != expected:
+                return False
+            attrs[key] = value
+            conn.execute(
+                studies.update().where(studies.c.id == study_id).values(attrs=_dumps(attrs))
+            )
+            return True
+
     @staticmethod
     def _study(row: Any) -> StudyRecord:
         return StudyRecord(

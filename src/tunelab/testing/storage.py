@@ -29,6 +29,18 @@ def _claim_all(payload: bytes, study_id: int, owner: str) -> list[int]:
     return claimed
 
 
+def _swap_rounds(payload: bytes, study_id: int, owner: str, rounds: int) -> list[int]:
+    """In a worker process: in each round, read the claim and try to take it over; the rounds
+    this process won."""
+    storage = pickle.loads(payload)
+    won = []
+    for round_ in range(rounds):
+        key = f"claim-{round_}"
+        if storage.swap_study_attr(study_id, key, None, owner):
+            won.append(round_)
+    return won
+
+
 def _resume_one(payload: bytes, study_id: int, trial_id: int, owner: str) -> bool:
     """In a worker process: try to resume one paused trial, then to finish it."""
     storage = pickle.loads(payload)
@@ -69,6 +81,13 @@ class StorageContract:
         storage.set_study_attr(study.id, "result", {"test": 0.9})
         storage.set_study_attr(study.id, "seed", 3)
         assert storage.get_study("s").attrs == {"result": {"test": 0.9}, "seed": 3}
+
+    def test_swap_study_attr_replaces_only_what_was_expected(self, storage, study):
+        assert storage.swap_study_attr(study.id, "claim", None, {"owner": "a"})
+        assert not storage.swap_study_attr(study.id, "claim", None, {"owner": "b"})
+        assert storage.get_study("s").attrs["claim"] == {"owner": "a"}
+        assert storage.swap_study_attr(study.id, "claim", {"owner": "a"}, None)
+        assert storage.get_study("s").attrs["claim"] is None
 
     @staticmethod
     def new(storage, study, number, params=None, owner="me:1", max_trials=None):
@@ -281,6 +300,16 @@ class StorageContract:
         owners = {t.number: t.owner for t in trials}
         for i, claimed in enumerate(claims):
             assert all(owners[n] == f"p:{i}" for n in claimed)
+
+    def test_processes_swapping_one_attr_at_once_win_it_once(self, storage, study):
+        won = self._in_processes(
+            storage, _swap_rounds, *[(study.id, f"p:{i}", 30) for i in range(_PROCESSES)]
+        )
+        rounds = sorted(r for by_one in won for r in by_one)
+        assert rounds == list(range(30)), "a claim was won twice or not at all"
+        attrs = storage.get_study(study.name).attrs
+        for i, by_one in enumerate(won):
+            assert all(attrs[f"claim-{r}"] == f"p:{i}" for r in by_one)
 
     def test_processes_resuming_one_paused_trial_at_once_resume_it_once(self, storage, study):
         for round_ in range(5):
