@@ -435,7 +435,8 @@ def _print_result(result: dict[str, Any]) -> None:
     table = Table(title=f"Best of {result['study']}: trial {result['trial']}", show_header=False)
     for key, value in result["params"].items():
         table.add_row(key, str(value))
-    table.add_row(f"validation {result['metric']}", f"{result['value']:.4f}")
+    chose = result.get("validated_on", "validation split")  # older results do not say
+    table.add_row(f"{result['metric']} ({chose})", f"{result['value']:.4f}")
     for key, value in (result.get("test_metrics") or {}).items():
         table.add_row(f"{key} (retrained on train+validation)", f"{value:.4f}")
     out.print(table)

@@ -261,7 +261,7 @@ def _validated_on(spec: ExperimentSpec) -> str:
         repeats = f", {validation.repeats} repeats" if validation.repeats > 1 else ""
         grouped = f", grouped by {validation.group}" if validation.group else ""
         return f"mean over {validation.kfold}-fold cross-validation{repeats}{grouped}"
-    return f"validation split ({validation.holdout:.0%} of the rows left after the test split)"
+    return f"validation split, {validation.holdout:.0%} of the non-test rows"
 
 
 def _check_metric(spec: ExperimentSpec, objective: NetworkObjective) -> None:
