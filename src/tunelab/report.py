@@ -90,6 +90,7 @@ def _summary(record: Any, trials: list) -> dict[str, Any]:
             "trial": result["trial"],
             "test_metrics": result["test_metrics"],
             "retrained_on": result.get("retrained_on", "train+validation"),
+            "validated_on": result.get("validated_on"),
         },
         "made": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
