@@ -225,3 +225,26 @@ def test_status_and_the_report_show_the_range_and_its_curves(tmp_path):
     report = build_report(storage, "iris-auto")
     assert "lr-range-test-sgd" in report and "lr-range-test-adam" in report
     assert "searched: " in report  # the band drawn over each curve
+
+
+def test_a_model_of_ones_own_is_tested_and_searched_with_auto(tmp_path):
+    (tmp_path / "models.py").write_text(
+        "from torch import nn\n\n"
+        "def build_model(params, input_shape, n_outputs):\n"
+        "    return nn.Sequential(nn.Linear(input_shape[0], params['width']), nn.Tanh(),\n"
+        "                         nn.Linear(params['width'], n_outputs))\n"
+    )
+    spec = {
+        **AUTO,
+        "name": "own-auto",
+        "model": str(tmp_path / "models.py") + ":build_model",
+        "fixed": {**AUTO["fixed"], "width": 16},
+    }
+    test = lr_find(spec, {"optimizer": "sgd"}, start=1e-5, end=10, steps=60)
+    assert test.optimizer == "sgd" and 1e-5 <= test.suggestion <= 10
+    experiment = _experiment(tmp_path, spec)
+    experiment.search()
+    record = experiment.study.attrs[ATTR]
+    for trial in experiment.study.trials:
+        low, high = record["searched"][trial.params["optimizer"]]
+        assert low <= trial.params["lr"] <= high
