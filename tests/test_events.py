@@ -119,3 +119,18 @@ def test_a_callback_that_is_neither_callable_nor_a_listener_is_refused():
         Study("s", storage="sqlite://").optimize(
             lambda t: 0.0, {"x": Float(0, 1)}, trials=1, callbacks=[3]
         )
+
+
+def test_a_level_set_before_tunelab_is_imported_stays():
+    """An application that quiets the logger first must not be overridden by tunelab's import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging; logging.getLogger('tunelab').setLevel(logging.WARNING)\n"
+        "from tunelab import Float, Study\n"
+        "Study('q', storage='sqlite://').optimize(lambda t: t.params['x'], {'x': Float(0, 1)}, "
+        "trials=2)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "Trial 0 finished" not in run.stderr

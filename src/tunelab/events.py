@@ -136,7 +136,8 @@ def _configure_default_handler() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("[%(levelname)1.1s %(asctime)s] %(message)s"))
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    if logger.level == logging.NOTSET:  # a level the application set first stays
+        logger.setLevel(logging.INFO)
     logger.propagate = False
 
 
