@@ -34,6 +34,11 @@ EXAMPLES = {
     "digits_cnn": (["tunelab.cli", "run", "digits_cnn.yaml"], "digits-cnn", "test_accuracy"),
     "mnist1d_cnn": (["tunelab.cli", "run", "mnist1d_cnn.yaml"], "mnist1d-cnn", "test_accuracy"),
     "diabetes_mlp": (["tunelab.cli", "run", "diabetes_mlp.yaml"], "diabetes-mlp", "test_r2"),
+    "mnist1d_auto_lr": (
+        ["tunelab.cli", "run", "mnist1d_auto_lr.yaml"],
+        "mnist1d-auto-lr",
+        "test_accuracy",
+    ),
     "custom_model": (["custom_model"], None, "test_accuracy"),  # prints its own result
 }
 
