@@ -407,9 +407,10 @@ def _suggest(
 
 
 def _steepest(rates: np.ndarray, curve: np.ndarray, lowest: int) -> float:
-    """The rate where the curve falls fastest per decade, up to its minimum."""
+    """The rate where the curve falls fastest per decade, before its minimum (at the minimum
+    the descent is over; a one-sided slope there would only measure the last drop into it)."""
     slope = np.gradient(curve[: lowest + 1], np.log10(rates[: lowest + 1]))
-    return float(rates[int(np.argmin(slope))])
+    return float(rates[int(np.argmin(slope[:lowest]))])
 
 
 def _valley(rates: np.ndarray, curve: np.ndarray) -> float:

@@ -351,8 +351,15 @@ def _range_test(data: RangeTestData) -> go.Figure:
             marker={"color": _COLORS[i + 1], "size": 10},
         )
     fig.update_xaxes(title="learning rate", type="log" if data.log_x else "linear")
-    fig.update_yaxes(title="training loss")
+    fig.update_yaxes(title="training loss", range=_loss_range(data))
     return fig
+
+
+def _loss_range(data: RangeTestData) -> list[float]:
+    """The loss axis of a range test without the blow-up, which would flatten the rest (as the
+    matplotlib figure draws it; the blow-up stays a zoom-out away)."""
+    low, first = min(data.smoothed), data.smoothed[0]
+    return [low * 0.9 if low > 0 else low, max(first * 2, low * 4)]
 
 
 def _smoothed_at(data: RangeTestData, lr: float) -> float:
