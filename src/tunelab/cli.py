@@ -18,7 +18,14 @@ from rich.console import Console
 from rich.table import Table
 
 from tunelab.errors import SpecError, TunelabError
-from tunelab.readers import best_summary, best_trial, state_counts, steps_reached, trial_rows
+from tunelab.readers import (
+    best_summary,
+    best_trial,
+    state_counts,
+    steps_reached,
+    trial_rows,
+    validated_on,
+)
 from tunelab.storage import DEFAULT_STORAGE, get_storage
 
 app = typer.Typer(
@@ -83,7 +90,12 @@ def status(name: str, storage: StorageOption = None) -> None:
         out.print("  trials per rung: " + "  ".join(f"step {s}: {n}" for s, n in rungs.items()))
     best = best_trial(trials, record.direction)
     if best is not None:
-        out.print(f"  best: trial {best.number}, {record.metric} = {best.value:.4g}  {best.params}")
+        chose = validated_on(record.spec)
+        out.print(
+            f"  best: trial {best.number}, {record.metric} = {best.value:.4g}"
+            + (f" ({chose})" if chose else "")
+            + f"  {best.params}"
+        )
     _print_lr_range(record.attrs)
     result = record.attrs.get("result")
     if result:

@@ -17,7 +17,7 @@ from tunelab.errors import SpecError, StorageError, TunelabError
 from tunelab.events import logger
 from tunelab.executors import Executor, make_executor
 from tunelab.lr_range import ATTR, apply_auto, measure_auto, uses_auto
-from tunelab.readers import best_summary
+from tunelab.readers import best_summary, validated_on
 from tunelab.schedulers import make_scheduler
 from tunelab.space import Space
 from tunelab.spec import ExperimentSpec, parse_spec
@@ -163,7 +163,7 @@ class Experiment:
             )
             result = {
                 **best_summary(self.study.name, self.study.metric, best),
-                "validated_on": _validated_on(self.spec),
+                "validated_on": validated_on(self.spec.model_dump(mode="json")),
                 "test_metrics": final["test_metrics"],
                 "retrained_on": "train+validation",
                 "artifacts": final["artifacts"],
@@ -252,16 +252,6 @@ def _max_resource(spec: ExperimentSpec, objective: NetworkObjective) -> int:
         param = spec.space["epochs"]
         return int(max(param.choices) if hasattr(param, "choices") else param.high)
     return int(objective.resolver.resolve({})[0]["epochs"])
-
-
-def _validated_on(spec: ExperimentSpec) -> str:
-    """Where a trial's value comes from, said beside every number chosen by it."""
-    validation = spec.data.validation
-    if validation.kfold:
-        repeats = f", {validation.repeats} repeats" if validation.repeats > 1 else ""
-        grouped = f", grouped by {validation.group}" if validation.group else ""
-        return f"mean over {validation.kfold}-fold cross-validation{repeats}{grouped}"
-    return f"validation split, {validation.holdout:.0%} of the non-test rows"
 
 
 def _check_metric(spec: ExperimentSpec, objective: NetworkObjective) -> None:

@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tunelab.trial import FrozenTrial, TrialState
@@ -25,6 +25,7 @@ __all__ = [
     "steps_reached",
     "trial_row",
     "trial_rows",
+    "validated_on",
 ]
 
 
@@ -69,6 +70,22 @@ def best_summary(name: str, metric: str, best: FrozenTrial) -> dict[str, Any]:
         "seed": best.seed,
         "test_metrics": None,
     }
+
+
+def validated_on(spec: Mapping[str, Any] | None) -> str | None:
+    """Where a spec's trial values come from, said beside every number chosen by them (None for
+    a study made from Python, whose values are its objective's own)."""
+    if not spec:
+        return None
+    validation = (spec.get("data") or {}).get("validation") or {}
+    if validation.get("kfold"):
+        repeats, group = validation.get("repeats", 1), validation.get("group")
+        return (
+            f"mean over {validation['kfold']}-fold cross-validation"
+            + (f", {repeats} repeats" if repeats > 1 else "")
+            + (f", grouped by {group}" if group else "")
+        )
+    return f"validation split, {validation.get('holdout', 0.2):.0%} of the non-test rows"
 
 
 def trial_row(trial: FrozenTrial) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.lr_range import ATTR, describe_auto
-from tunelab.readers import best_trial, state_counts, steps_reached, trial_rows
+from tunelab.readers import best_trial, state_counts, steps_reached, trial_rows, validated_on
 from tunelab.storage import Storage, get_storage
 from tunelab.viz import KINDS, figure_data, range_test_data, to_plotly
 
@@ -76,6 +76,7 @@ def _summary(record: Any, trials: list) -> dict[str, Any]:
         "scheduler": _named(spec.get("scheduler"), "none"),
         "seed": record.attrs.get("seed"),
         "lr_range": describe_auto(record.attrs[ATTR]) if ATTR in record.attrs else None,
+        "validated_on": validated_on(spec),
         "data": {
             "source": data.get("source"),
             "test_size": data.get("test_size", 0.2) if data else None,
@@ -90,7 +91,6 @@ def _summary(record: Any, trials: list) -> dict[str, Any]:
             "trial": result["trial"],
             "test_metrics": result["test_metrics"],
             "retrained_on": result.get("retrained_on", "train+validation"),
-            "validated_on": result.get("validated_on"),
         },
         "made": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }

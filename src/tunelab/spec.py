@@ -105,9 +105,7 @@ class ValidationSpec(_Strict):
                 if name in self.model_fields_set:
                     raise _FieldError(name, f"belongs to k-fold; add kfold: 5 (say) or drop {name}")
         elif "holdout" in self.model_fields_set:
-            raise _FieldError(
-                "holdout", "and kfold are two ways to validate; keep one of them"
-            )
+            raise _FieldError("holdout", "and kfold are two ways to validate; keep one of them")
         return self
 
 

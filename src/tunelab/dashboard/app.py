@@ -48,7 +48,7 @@ from tunelab.dashboard._table import QueryError, TableQuery, table_page
 from tunelab.dashboard._views import Snapshot, Views
 from tunelab.errors import StorageError, TunelabError
 from tunelab.lr_range import ATTR, describe_auto
-from tunelab.readers import best_trial, state_counts, trial_row
+from tunelab.readers import best_trial, state_counts, trial_row, validated_on
 from tunelab.storage import Storage, get_storage
 from tunelab.trial import FrozenTrial
 from tunelab.viz import KINDS, figure_data
@@ -323,6 +323,7 @@ def _make_summary(snapshot: Snapshot) -> dict[str, Any]:
         if not isinstance(result, dict)
         else {key: result.get(key) for key in ("trial", "test_metrics", "retrained_on")},
         "lr_range": describe_auto(record.attrs[ATTR]) if ATTR in record.attrs else None,
+        "validated_on": validated_on(record.spec),
         "params": _param_names(trials),
         "figures": list(KINDS),
     }

@@ -155,7 +155,9 @@ class KFoldSplitter:
             return next(cut.split(rows, groups=dataset.groups))
         stratify = dataset.y if self._stratified(dataset.y, 2) else None
         return tuple(
-            train_test_split(rows, test_size=self.test_size, random_state=self.seed, stratify=stratify)
+            train_test_split(
+                rows, test_size=self.test_size, random_state=self.seed, stratify=stratify
+            )
         )
 
     def _folds(self, dataset: Dataset, rest: np.ndarray, seed: int) -> list:

@@ -261,7 +261,8 @@ function renderSummary(summary) {
       ` · ${summary.n_trials} trials: ${fmtCounts(summary.counts)}`),
     best
       ? el("p", {}, "Best: ", el("a", { href: trialUrl(summary.name, best.number) }, `trial #${best.number}`),
-          ` with ${summary.metric} = ${fmtNumber(best.value)}`, el("br"), el("span", { className: "params" }, fmtParams(best.params)))
+          ` with ${summary.metric} = ${fmtNumber(best.value)}`,
+          summary.validated_on ? ` (${summary.validated_on})` : "", el("br"), el("span", { className: "params" }, fmtParams(best.params)))
       : el("p", {}, "No trial has completed yet."),
   ];
   if (summary.lr_range) lines.push(el("p", { className: "lr-range" }, summary.lr_range));
