@@ -343,3 +343,25 @@ def test_a_study_made_in_python_cannot_be_rebuilt(tmp_path):
     study.optimize(lambda trial: 1.0, {"x": tunelab.Float(0, 1)}, trials=1)
     with pytest.raises(StorageError, match="created from Python, not from a spec"):
         reproduce("from-python", 0, storage)
+
+
+def test_a_trial_reproduces_with_the_thread_count_it_trained_with(tmp_path):
+    """A worker of a study with 2 workers on 2 cores trains with 1 thread; a re-run in a fresh
+    process has more, and CPU kernels sum in an order that depends on it: the count is kept."""
+    spec = {
+        **SPEC,
+        "name": "digits-threads",
+        "data": {"source": "digits"},
+        "space": {"lr": {"type": "float", "low": 1e-3, "high": 0.01, "log": True}},
+        "fixed": {"epochs": 2, "units": 256, "n_layers": 2, "batch_size": 64},
+        "budget": {"trials": 1},
+    }
+    storage, trained = _run(tmp_path, spec)  # one thread (the module's fixture)
+    assert trained.trials[0].user_attrs["torch_threads"] == 1
+    torch.set_num_threads(2)
+    try:
+        check = reproduce("digits-threads", 0, storage)
+    finally:
+        torch.set_num_threads(1)
+    assert check.identical, check.verdict()
+    assert torch.get_num_threads() == 1  # the re-run gave the count back

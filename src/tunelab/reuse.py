@@ -23,12 +23,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -172,8 +173,9 @@ def reproduce(
     """Train a stored trial again, from its config and seed, and compare it with the record.
 
     The trial runs in this process with the study's objective (its spec; an ``auto`` learning
-    rate from the stored range tests, never a new test). Its reports stay in memory: the study is
-    not written to. Where the stored trial's reports ended, the re-run gets the decision the
+    rate from the stored range tests, never a new test) and the torch thread count it trained
+    with (a worker of a study with 2 workers on 2 cores had 1). Its reports stay in memory: the
+    study is not written to. Where the stored trial's reports ended, the re-run gets the decision the
     stored trial got: STOP for a pruned trial, PAUSE for a paused one (it ends there), so a trial
     its scheduler stopped is replayed to the same step.
 
@@ -201,7 +203,10 @@ def reproduce(
         return end if step == last else Decision.CONTINUE
 
     error, final = None, {}
-    with tempfile.TemporaryDirectory(prefix="tunelab-reproduce-") as directory:
+    with (
+        tempfile.TemporaryDirectory(prefix="tunelab-reproduce-") as directory,
+        _threads(stored.user_attrs.get("torch_threads")),
+    ):
         trial = Trial(stored.number, stored.params, stored.seed, Path(directory), replay)
         try:
             final = objective(trial)
@@ -341,6 +346,21 @@ def predict(
 
 
 # Helpers -----------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _threads(count: int | None) -> Iterator[None]:
+    """Train with the torch threads the trial had (a worker of 2 on 2 cores had 1): CPU kernels
+    sum in an order that depends on it, so another count changes the last digits."""
+    import torch
+
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _open(
     name: str, storage: str | Storage | None, spec_file: str | Path | None
 ) -> tuple[StudyRecord, list[FrozenTrial], NetworkObjective]:

@@ -182,6 +182,8 @@ class NetworkObjective:
         config, given = self.resolver.resolve(trial.params)
         splits, fold = self._data()
         self._check_config_monitor(config, trial.params)
+        # CPU kernels sum in an order that depends on the thread count: kept to reproduce with
+        trial.set_user_attr("torch_threads", torch.get_num_threads())
         if len(splits.folds) > 1:
             return cross_validate(self._runner(), trial, config, given, splits.folds)
         return self._runner().run(trial, config, given, fold)
