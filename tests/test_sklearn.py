@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.datasets import load_diabetes, load_digits, load_iris
 from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV, cross_val_score
@@ -33,13 +32,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SMALL = {"epochs": 5, "units": 16, "n_layers": 1, "lr": 0.03, "random_state": 0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny networks: a second intra-op thread only adds synchronisation (as tests/nn/conftest)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

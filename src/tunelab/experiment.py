@@ -21,7 +21,7 @@ from tunelab.readers import best_summary, validated_on
 from tunelab.schedulers import make_scheduler
 from tunelab.space import Space
 from tunelab.spec import ExperimentSpec, parse_spec
-from tunelab.storage import Storage, get_storage
+from tunelab.storage import Storage, StudyRecord, get_storage
 from tunelab.strategies import make_strategy
 from tunelab.study import Callback, Study, owner_alive, this_owner
 from tunelab.trial import FrozenTrial
@@ -191,16 +191,21 @@ def _expiry(best: FrozenTrial) -> float:
     return time.time() + RETRAIN_CLAIM_S + 3 * (best.duration or 0.0)
 
 
+def stored_spec(record: StudyRecord) -> ExperimentSpec:
+    """The spec a study was created from; refused for a study made in Python, whose objective
+    is code tunelab has no record of."""
+    if not record.spec:
+        raise StorageError(
+            f"study {record.name!r} was created from Python, not from a spec, so tunelab cannot "
+            "rebuild what it trained; run it again from your script (Study.optimize)"
+        )
+    return parse_spec(record.spec)
+
+
 def open_experiment(name: str, storage: str | Storage | None = None) -> Experiment:
     """The experiment behind a stored study, rebuilt from the spec saved with it (for resume)."""
     store = get_storage(storage, create=False)
-    record = store.get_study(name)
-    if not record.spec:
-        raise StorageError(
-            f"study {name!r} was created from Python, not from a spec, so it cannot be resumed "
-            "from the CLI; call Study.optimize again in your script"
-        )
-    spec = parse_spec(record.spec)
+    spec = stored_spec(store.get_study(name))
     from tunelab.nn.config import is_builtin
 
     if not is_builtin(spec.model):

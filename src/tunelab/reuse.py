@@ -23,13 +23,12 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import math
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -37,12 +36,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from tunelab.errors import SpecError, StorageError, TrialDiverged, TunelabError
-from tunelab.nn import load_model
+from tunelab.nn import load_model, torch_threads
 from tunelab.nn import predict as network_outputs
 from tunelab.nn.data import CLASSIFICATION
 from tunelab.nn.objective import ARCHITECTURE_FILE, PREPROCESSING_FILE, WEIGHTS_FILE
 from tunelab.readers import best_summary, best_trial
-from tunelab.spec import ExperimentSpec, load_spec, parse_spec
+from tunelab.spec import ExperimentSpec, load_spec
 from tunelab.storage import DEFAULT_STORAGE, Storage, StudyRecord, get_storage
 from tunelab.trial import Decision, FrozenTrial, Trial, TrialState
 
@@ -205,7 +204,7 @@ def reproduce(
     error, final = None, {}
     with (
         tempfile.TemporaryDirectory(prefix="tunelab-reproduce-") as directory,
-        _threads(stored.user_attrs.get("torch_threads")),
+        torch_threads(stored.user_attrs.get("torch_threads")),
     ):
         trial = Trial(stored.number, stored.params, stored.seed, Path(directory), replay)
         try:
@@ -346,26 +345,11 @@ def predict(
 
 
 # Helpers -----------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _threads(count: int | None) -> Iterator[None]:
-    """Train with the torch threads the trial had (a worker of 2 on 2 cores had 1): CPU kernels
-    sum in an order that depends on it, so another count changes the last digits."""
-    import torch
-
-    before = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _open(
     name: str, storage: str | Storage | None, spec_file: str | Path | None
 ) -> tuple[StudyRecord, list[FrozenTrial], NetworkObjective]:
     """The stored study, its trials, and its objective as its trials trained with."""
-    from tunelab.experiment import _objective
+    from tunelab.experiment import _objective, stored_spec
     from tunelab.lr_range import ATTR, apply_auto, uses_auto
     from tunelab.nn.config import is_builtin
 
@@ -373,12 +357,7 @@ def _open(
     default = DEFAULT_STORAGE if given is None else given.storage
     store = get_storage(storage or default, create=False)
     record = store.get_study(name)
-    if not record.spec:
-        raise StorageError(
-            f"study {name!r} was created from Python, not from a spec, so tunelab cannot rebuild "
-            "its training; train its trials again from your script"
-        )
-    spec = parse_spec(record.spec)
+    spec = stored_spec(record)
     if given is not None:
         _check_same_training(given, spec, spec_file)
         spec = given

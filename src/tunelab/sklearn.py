@@ -45,7 +45,6 @@ from tunelab.nn import (
     REGRESSION,
     TRAINING_DEFAULTS,
     ConfigResolver,
-    EarlyStopping,
     ModelFactory,
     Preprocessing,
     Split,
@@ -53,6 +52,7 @@ from tunelab.nn import (
     resolve_device,
 )
 from tunelab.nn import fit as fit_network
+from tunelab.nn.runner import early_stopping
 from tunelab.schedulers import Scheduler, make_scheduler
 from tunelab.space import Categorical, Param, Space
 from tunelab.storage import Storage
@@ -125,7 +125,7 @@ class _NeuralNet(BaseEstimator):
             prep.transform_split(train),
             None if val is None else prep.transform_split(val),
             task=self._task,
-            callbacks=_early_stopping(config),
+            callbacks=[stopper] if (stopper := early_stopping(config)) else [],
             target_scaler=target_scaler,
             seed=seed,
             device=self.device_,
@@ -632,19 +632,6 @@ def _input_shape(shape: Sequence[int] | None, n_features: int) -> tuple[int, ...
             f"give sizes whose product is {n_features}",
         )
     return shape
-
-
-def _early_stopping(config: Mapping[str, Any]) -> list[EarlyStopping]:
-    if config["patience"] is None:
-        return []
-    return [
-        EarlyStopping(
-            config["monitor"],
-            config["patience"],
-            config["min_delta"],
-            restore_best_weights=config["restore_best_weights"],
-        )
-    ]
 
 
 def _seed(random_state: int | np.random.RandomState | None) -> int:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 
 import pytest
-import torch
 
+from tunelab.nn import torch_threads
 from tunelab.nn.data import CACHE_ENV, Scaler, Split, load_dataset, split_dataset
 from tunelab.trial import Decision
 
@@ -17,10 +17,8 @@ def one_torch_thread():
     """The networks here are tiny: a second intra-op thread only adds synchronisation, and on a
     busy machine OpenMP's spinning threads make each step up to 50 times slower. One thread
     keeps these tests fast and their timing independent of what else the machine runs."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -57,6 +57,7 @@ from tunelab.nn.train import (
     resolve_device,
     scaled_lr,
     seed_everything,
+    torch_threads,
 )
 
 __all__ = [
@@ -119,5 +120,6 @@ __all__ = [
     "resolve_device",
     "scaled_lr",
     "seed_everything",
+    "torch_threads",
     "split_dataset",
 ]

@@ -23,7 +23,7 @@ from tunelab.nn.splits import Fold
 from tunelab.nn.train import TRAINING_DEFAULTS, Trainer, evaluate
 from tunelab.trial import Trial
 
-__all__ = ["TrialRunner"]
+__all__ = ["TrialRunner", "early_stopping"]
 
 
 class TrialRunner:
@@ -83,7 +83,7 @@ class TrialRunner:
         """
 
         def fresh() -> tuple[Trainer, EarlyStopping | None]:
-            stopper = _early_stopping(config)
+            stopper = early_stopping(config)
             callbacks = [*self.callbacks, TrialReporter(trial, stop_on_pause=False)]
             hooks = [stopper, *callbacks] if stopper is not None else callbacks
             trainer, _ = self.trainer(config, params, trial.seed, fold.train, fold.val, hooks)
@@ -113,7 +113,7 @@ class TrialRunner:
         The trial is replayed on the same fold with the same seed, which gives the same epochs;
         without ``patience`` in the configuration that is simply its ``epochs``.
         """
-        stopper = _early_stopping(config)
+        stopper = early_stopping(config)
         if stopper is None:
             return config["epochs"]
         trainer, _ = self.trainer(config, params, seed, fold.train, fold.val, [stopper])
@@ -191,7 +191,8 @@ def _train(trainer: Trainer, trial: Trial | None = None) -> bool:
     return True
 
 
-def _early_stopping(config: Mapping[str, Any]) -> EarlyStopping | None:
+def early_stopping(config: Mapping[str, Any]) -> EarlyStopping | None:
+    """The configuration's early stopping: None while ``patience`` is None."""
     if config["patience"] is None:
         return None
     return EarlyStopping(

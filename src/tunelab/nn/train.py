@@ -367,6 +367,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run the block with ``count`` intra-op torch threads (None: as they are), then restore them.
+
+    Why it matters: CPU kernels split their sums over the threads, so another count changes the
+    last digits of a training; and a tiny network gains nothing from a second thread.
+    """
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def scaled_lr(lr: float, batch_size: int, reference_batch: int | None) -> float:
     """The linear scaling rule: ``lr * batch_size / reference_batch`` (``lr`` when None).
 
