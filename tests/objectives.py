@@ -84,3 +84,22 @@ def jittery_curve(trial):
         if trial.should_stop():
             break
     return None
+
+
+def where_it_ran(trial):
+    """Keeps the Ray node that ran it, and returns a value from its params."""
+    import ray
+
+    trial.set_user_attr("node", ray.get_runtime_context().get_node_id())
+    time.sleep(0.2)  # long enough for the trials to spread over the nodes
+    return (trial.params["x"] - 2.0) ** 2
+
+
+def killed_once(trial):
+    """Its worker process dies the first time it runs (a marker file says so); then it completes."""
+    trial.dir.mkdir(parents=True, exist_ok=True)
+    marker = trial.dir / "died-once"
+    if not marker.exists():
+        marker.write_text("x")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return 1.0

@@ -271,7 +271,11 @@ BAD_SPECS = [
         lambda s: s.update(executor={"name": "processes", "n_worker": 2}),
         r"executor: 'processes' has no option 'n_worker'; did you mean 'n_workers'\?",
     ),
-    (lambda s: s.update(executor="ray"), r"executor: unknown executor 'ray'"),
+    (lambda s: s.update(executor="dask"), r"executor: unknown executor 'dask'"),
+    (
+        lambda s: s.update(executor={"name": "ray", "cpus": -1}),
+        r"executor\.cpus: must be a number >= 0, got -1",
+    ),
     (lambda s: s["fixed"].update(epochs=0), r"fixed\.epochs: must be an integer >= 1, got 0"),
     (
         lambda s: s.update(strategy="bayes", budget={}),

@@ -420,12 +420,12 @@ def test_finite_strategies_need_no_budget_and_others_say_so(url):
 def test_executors_are_named_like_strategies(url):
     from tunelab.executors import EXECUTORS, ProcessExecutor, make_executor
 
-    assert set(EXECUTORS) == {"inline", "processes", "simulated"}
+    assert set(EXECUTORS) == {"inline", "processes", "ray", "simulated"}
     assert make_executor("processes", n_workers=3).get_params()["n_workers"] == 3
     with pytest.raises(SpecError, match="executor: 'processes' has no option 'n_worker'; did you"):
         make_executor("processes", n_worker=3)
-    with pytest.raises(SpecError, match="unknown executor 'ray'"):
-        make_executor("ray")
+    with pytest.raises(SpecError, match="unknown executor 'dask'"):
+        make_executor("dask")
     study = Study("e", storage=url, direction="minimize", seed=0)
     study.optimize(objectives.quadratic, X, trials=4, executor=ProcessExecutor(2))
     assert len(study.trials) == 4

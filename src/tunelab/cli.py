@@ -54,16 +54,33 @@ def run(
     spec: Annotated[str, typer.Argument(help="Path to the experiment's YAML spec.")],
     storage: StorageOption = None,
     workers: Annotated[int | None, typer.Option(help="Override the spec's workers.")] = None,
+    executor: Annotated[
+        str | None, typer.Option(help="Override the spec's executor: inline, processes or ray.")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="The Ray cluster (with --executor ray): auto or HOST:PORT.")
+    ] = None,
 ) -> None:
     """Run (or continue) the experiment a spec describes, then test the best config."""
+    from tunelab.executors import make_executor
     from tunelab.experiment import Experiment
-    from tunelab.spec import load_spec
+    from tunelab.spec import NamedOptions, load_spec
 
     loaded = load_spec(spec)
     if workers is not None:
         if workers < 1:
             raise SpecError("--workers", f"must be >= 1, got {workers}; give 1 or more")
         loaded = loaded.model_copy(update={"workers": workers})
+    if address is not None and (executor or getattr(loaded.executor, "name", None)) != "ray":
+        raise SpecError("--address", "names a Ray cluster; add --executor ray")
+    if executor is not None or address is not None:
+        name = executor or loaded.executor.name
+        same = loaded.executor is not None and loaded.executor.name == name
+        options = dict(loaded.executor.options) if same else {}  # another executor's do not fit
+        options.update({"address": address} if address is not None else {})
+        section = NamedOptions(name=name, **options)
+        make_executor(section.name, **section.options)  # a bad name or option fails here
+        loaded = loaded.model_copy(update={"executor": section})
     _run(Experiment.from_spec(loaded, storage))
 
 

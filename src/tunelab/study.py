@@ -218,8 +218,7 @@ class Study:
         listeners = [logged, *map(as_listener, callbacks)]
         run = _Run(self, space, trials, minutes, trial_timeout, listeners)
         self._executor = make_executor(executor) if executor else executor_for(workers)
-        if reproducible:
-            run.order = _Order(self._reproducible_lag(self._executor.free_slots()))
+        run.reproducible = reproducible
         try:
             run.loop(objective, self._executor)
         finally:
@@ -401,6 +400,7 @@ class _Run:
         self.stops: dict[int, dict[str, Any]] = {}  # running trial number -> its last PAUSE/STOP
         self.scheduler_name = _registered_name(study.scheduler)
         self.no_new_trials = False  # budget spent or strategy exhausted: run queued ones only
+        self.reproducible = False
         self.order: _Order | None = None  # reproducible mode
         self._heartbeat = _Heartbeat(self.storage, lambda: list(self.by_number.values()))
 
@@ -409,6 +409,8 @@ class _Run:
         self.view.sync(force=True)
         self.requeue_dead()
         executor.start(objective, self.clock)
+        if self.reproducible:  # W: the slots a started executor has (a cluster's, say)
+            self.order = _Order(self.study._reproducible_lag(executor.free_slots()))
         self._heartbeat.start()
         last_check = self.clock.now()
         while True:

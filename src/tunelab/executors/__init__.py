@@ -1,5 +1,5 @@
-"""Executors run trials: in this process, or in local worker processes. ``make_executor`` builds
-one from its spec name, like the strategy and scheduler registries."""
+"""Executors run trials: in this process, in local worker processes, or on a Ray cluster.
+``make_executor`` builds one from its spec name, like the strategy and scheduler registries."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from tunelab.errors import SpecError
 from tunelab.executors.base import Executor, TrialOutcome, TrialTask, run_trial
 from tunelab.executors.inline import InlineExecutor
 from tunelab.executors.processes import ProcessExecutor, available_cores
+from tunelab.executors.ray import RayExecutor
 from tunelab.executors.simulated import Benchmark, SimulatedExecutor
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "Executor",
     "InlineExecutor",
     "ProcessExecutor",
+    "RayExecutor",
     "TrialOutcome",
     "TrialTask",
     "executor_for",
@@ -32,6 +34,7 @@ logger = logging.getLogger("tunelab")
 EXECUTORS: dict[str, type[Executor]] = {
     "inline": InlineExecutor,
     "processes": ProcessExecutor,
+    "ray": RayExecutor,
     "simulated": SimulatedExecutor,
 }
 
