@@ -1,4 +1,5 @@
-"""Several processes on one SQLite study: no 'database is locked', no lost or duplicated trials."""
+"""Several processes on one SQLite study: no 'database is locked', no lost or duplicated trials.
+(tests/storage/test_postgres.py runs the same drivers on PostgreSQL.)"""
 
 import os
 import subprocess
@@ -17,7 +18,7 @@ from tunelab import Float, Study
 from tests import objectives
 barrier = pathlib.Path(sys.argv[3])
 (barrier / sys.argv[4]).touch()
-while len(list(barrier.iterdir())) < 4:  # start together, so every process gets trials
+while len(list(barrier.iterdir())) < int(sys.argv[5]):  # start together: each gets trials
     time.sleep(0.01)
 study = Study("shared", storage=sys.argv[1], direction="minimize", seed=0)
 study.optimize(objectives.slow_quadratic_5ms, {"x": Float(-5, 5)}, trials=int(sys.argv[2]))
@@ -29,24 +30,28 @@ def _env():
     return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
 
-def test_four_independent_processes_share_one_study_exactly(tmp_path):
-    url = f"sqlite:///{tmp_path}/shared.db"
-    barrier = tmp_path / "barrier"
+def run_drivers(url: str, trials: int, drivers: int, barrier: Path) -> None:
+    """``drivers`` independent processes optimise study "shared" up to ``trials`` at once."""
     barrier.mkdir()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", DRIVER, url, "240", str(barrier), str(i)],
+            [sys.executable, "-c", DRIVER, url, str(trials), str(barrier), str(i), str(drivers)],
             env=_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for i in range(4)
+        for i in range(drivers)
     ]
     outputs = [p.communicate(timeout=300) for p in procs]
     for proc, (_, stderr) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, stderr
         assert "locked" not in stderr
+
+
+def test_four_independent_processes_share_one_study_exactly(tmp_path):
+    url = f"sqlite:///{tmp_path}/shared.db"
+    run_drivers(url, 240, 4, tmp_path / "barrier")
     trials = Study("shared", storage=url, direction="minimize").trials
     assert [t.number for t in trials] == list(range(240))
     assert all(t.state is TrialState.COMPLETE for t in trials)

@@ -51,3 +51,19 @@ def test_two_opens_of_a_new_database_at_once_make_one_schema(database_url):
     assert [s.name for s in opened[-1].list_studies()] == ["s"]
     for storage in opened:
         storage.close()
+
+
+def test_two_drivers_share_one_study_exactly_over_many_rounds(database_url, tmp_path):
+    """Each round two driver processes top the study up by 30 trials at once: no number twice,
+    none lost, no trial claimed by both."""
+    from tests.test_concurrency import run_drivers
+    from tunelab import Study, TrialState
+
+    for round_ in range(1, 6):
+        run_drivers(database_url, 30 * round_, 2, tmp_path / f"barrier-{round_}")
+        trials = Study("shared", storage=database_url, direction="minimize").trials
+        assert [t.number for t in trials] == list(range(30 * round_))
+        assert all(t.state is TrialState.COMPLETE for t in trials)
+    xs = [t.params["x"] for t in trials]
+    assert len(set(xs)) == len(xs), "two drivers ran the same point"
+    assert len({t.owner for t in trials}) > 2, "the rounds did not share the study"
