@@ -103,3 +103,14 @@ def killed_once(trial):
         marker.write_text("x")
         os.kill(os.getpid(), signal.SIGKILL)
     return 1.0
+
+
+def slow_where(trial):
+    """Reports every 0.1 s for 4 s from wherever Ray put it (long enough to lose its node)."""
+    import ray
+
+    trial.set_user_attr("node", ray.get_runtime_context().get_node_id())
+    for step in range(40):
+        time.sleep(0.1)
+        trial.report(step, value=float(step))
+    return 1.0

@@ -86,3 +86,30 @@ def test_bad_options_name_the_field():
         RayExecutor(cpus=-1)
     with pytest.raises(SpecError, match="executor.cpus: a trial needs some CPU or GPU"):
         RayExecutor(cpus=0)
+
+
+# Last: it takes a node out of the cluster for good.
+@pytest.mark.skipif(
+    not os.environ.get("TUNELAB_TEST_RAY_WORKERS"),
+    reason="TUNELAB_TEST_RAY_WORKERS (the worker nodes' raylet pids, .ci/ray) is not set",
+)
+def test_a_node_removed_mid_trial_gives_a_retried_or_failed_trial_never_a_lost_one(
+    storage, tmp_path
+):
+    import json
+    import signal
+    import threading
+
+    victim = json.loads(open(os.environ["TUNELAB_TEST_RAY_WORKERS"]).read())[0]
+    threading.Timer(1.5, lambda: os.kill(victim, signal.SIGKILL)).start()  # mid-trial
+    study = Study(f"ray-node-{tmp_path.name}", storage=storage, artifacts_dir=tmp_path, seed=0)
+    study.optimize(
+        objectives.slow_where,
+        {"x": Float(0.0, 1.0)},
+        trials=3,
+        executor=RayExecutor(address=ADDRESS, max_retries=1),
+    )
+    trials = study.trials
+    assert len(trials) == 3
+    for trial in trials:  # each ran once more elsewhere, or says what happened
+        assert trial.state is TrialState.COMPLETE or "died" in trial.error, trial.error
