@@ -79,6 +79,19 @@ def test_a_worker_killed_mid_trial_is_retried_or_recorded_failed(storage, tmp_pa
     assert [t.state for t in retried.trials] == [TrialState.COMPLETE] * 2
 
 
+def test_an_address_nothing_answers_at_is_one_line_at_once():
+    import ray
+
+    from tunelab.errors import TunelabError
+
+    ray.shutdown()  # as a fresh driver would be
+    try:
+        with pytest.raises(TunelabError, match="executor.address: no Ray cluster answers at"):
+            RayExecutor(address="127.0.0.1:1").start(objectives.quadratic)
+    finally:
+        ray.init(address=ADDRESS, logging_level="WARNING", log_to_driver=False)
+
+
 def test_bad_options_name_the_field():
     from tunelab.errors import SpecError
 

@@ -26,6 +26,7 @@ import asyncio
 import itertools
 import logging
 import math
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -104,6 +105,7 @@ class RayExecutor(Executor):
         ray = _ray()
         if not ray.is_initialized():
             address = None if self.address == "local" else self.address
+            _check_reachable(self.address)
             try:
                 ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
             except ConnectionError as exc:
@@ -233,6 +235,20 @@ class RayExecutor(Executor):
                 "gpus, or add nodes"
             )
         return fits
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once on a HOST:PORT nothing listens on (Ray itself retries for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local": Ray finds (or starts) the cluster itself
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise TunelabError(
+            f"executor.address: no Ray cluster answers at {address} ({exc.strerror or exc}); "
+            "start one there with: ray start --head --port PORT, or give the right HOST:PORT"
+        ) from None
 
 
 def _failed(task: TrialTask, reason: str) -> TrialOutcome:
