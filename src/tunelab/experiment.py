@@ -64,13 +64,7 @@ class Experiment:
         if spec.strategy.name == "random":
             strategy_options.setdefault("seed", spec.seed)
         strategy = make_strategy(spec.strategy.name, **strategy_options)
-        scheduler_options = spec.scheduler.options
-        if spec.scheduler.name in _RUNG_SCHEDULERS:  # a full trial: its epochs, or its folds
-            scheduler_options.setdefault("max_resource", _max_resource(spec, objective))
-        if spec.scheduler.name == "median" and spec.data.validation.kfold:
-            # a fold's score ends a whole training, not a noisy early epoch: judge from fold 1
-            scheduler_options.setdefault("warmup_steps", 1)
-        scheduler = make_scheduler(spec.scheduler.name, **scheduler_options)
+        scheduler = make_scheduler(spec.scheduler.name, **_scheduler_options(spec, objective))
         store = get_storage(storage or spec.storage)  # opened once the spec is known to be sound
         _check_same_search(spec, store)
         lr_range = None
@@ -247,12 +241,23 @@ def _objective(spec: ExperimentSpec) -> NetworkObjective:
 _RUNG_SCHEDULERS = ("asha", "hyperband")
 
 
-def _max_resource(spec: ExperimentSpec, objective: NetworkObjective) -> int:
-    """What a whole trial reports up to: its folds under k-fold (it reports once per fold),
-    else the most epochs it trains: fixed, the top of the searched range, or the default."""
-    validation = spec.data.validation
+def _scheduler_options(spec: ExperimentSpec, objective: NetworkObjective) -> dict[str, Any]:
+    """The spec's scheduler options over what the validation implies: under k-fold a trial
+    reports once per fold, else a full trial is its epochs (ASHA's and Hyperband's top rung)."""
+    from tunelab.nn.kfold import fold_scheduler_options
+
+    name, validation = spec.scheduler.name, spec.data.validation
     if validation.kfold:
-        return validation.kfold * validation.repeats
+        implied = fold_scheduler_options(name, validation.kfold * validation.repeats)
+    elif name in _RUNG_SCHEDULERS:
+        implied = {"max_resource": _max_epochs(spec, objective)}
+    else:
+        implied = {}
+    return {**implied, **spec.scheduler.options}
+
+
+def _max_epochs(spec: ExperimentSpec, objective: NetworkObjective) -> int:
+    """The most epochs a trial trains: fixed, the top of the searched range, or the default."""
     if "epochs" in spec.space:
         param = spec.space["epochs"]
         return int(max(param.choices) if hasattr(param, "choices") else param.high)

@@ -52,6 +52,7 @@ from tunelab.nn import (
     resolve_device,
 )
 from tunelab.nn import fit as fit_network
+from tunelab.nn.kfold import fold_scheduler_options
 from tunelab.nn.runner import early_stopping
 from tunelab.schedulers import Scheduler, make_scheduler
 from tunelab.space import Categorical, Param, Space
@@ -670,12 +671,7 @@ def _fold_scheduler(scheduler: str | Scheduler | None, n_splits: int) -> Schedul
     """A scheduler by name with options that count folds (see :class:`TuneSearchCV`)."""
     if not isinstance(scheduler, str):
         return make_scheduler(scheduler)
-    options = {
-        "median": {"warmup_steps": 1},
-        "asha": {"max_resource": n_splits},
-        "hyperband": {"max_resource": n_splits},
-    }
-    return make_scheduler(scheduler, **options.get(scheduler, {}))
+    return make_scheduler(scheduler, **fold_scheduler_options(scheduler, n_splits))
 
 
 def _nothing_completed(trials: Sequence[FrozenTrial]) -> str:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from tunelab.nn.runner import TrialRunner
     from tunelab.nn.splits import Fold
 
-__all__ = ["cross_validate"]
+__all__ = ["cross_validate", "fold_scheduler_options"]
 
 
 def cross_validate(
@@ -61,6 +61,17 @@ def cross_validate(
             break
     trial.set_user_attr("folds", done)
     return _summary(done)
+
+
+def fold_scheduler_options(name: str, folds: int) -> dict[str, Any]:
+    """The options that make scheduler ``name`` judge a cross-validated trial by its folds: the
+    median rule from fold 1 (a fold's score ends a whole training, not a noisy early epoch),
+    ASHA's and Hyperband's rungs counted in folds (``folds`` in all)."""
+    return {
+        "median": {"warmup_steps": 1},
+        "asha": {"max_resource": folds},
+        "hyperband": {"max_resource": folds},
+    }.get(name, {})
 
 
 def _train_fold(
