@@ -1,5 +1,7 @@
 """A local Ray cluster for the tests: a head and two worker nodes, separate raylets on 127.0.0.1,
-one CPU each. Run by `.ci/ray start DIR`, which waits for DIR/address; SIGTERM shuts it down.
+one CPU each; worker node i also has one unit of the custom resource `worker-i`, so a test can
+send a trial to a node of its choosing. Run by `.ci/ray start DIR`, which waits for DIR/address;
+SIGTERM shuts it down.
 
 DIR/address holds the cluster's address; DIR/workers.json the raylet pid of each worker node,
 so a test can take a node away."""
@@ -21,7 +23,7 @@ from ray.cluster_utils import Cluster  # noqa: E402 - after the environment it r
 folder = Path(sys.argv[1])
 local = {"num_cpus": 1, "node_ip_address": "127.0.0.1"}
 cluster = Cluster(initialize_head=True, head_node_args={**local, "include_dashboard": False})
-workers = [cluster.add_node(**local) for _ in range(2)]
+workers = [cluster.add_node(**local, resources={f"worker-{i}": 1}) for i in range(2)]
 cluster.wait_for_nodes()
 (folder / "workers.json").write_text(
     json.dumps([node.all_processes["raylet"][0].process.pid for node in workers])

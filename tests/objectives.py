@@ -6,6 +6,7 @@ import math
 import os
 import signal
 import time
+from pathlib import Path
 
 
 def quadratic(trial):
@@ -96,9 +97,10 @@ def where_it_ran(trial):
 
 
 def killed_once(trial):
-    """Its worker process dies the first time it runs (a marker file says so); then it completes."""
-    trial.dir.mkdir(parents=True, exist_ok=True)
-    marker = trial.dir / "died-once"
+    """Its worker process dies the first time it runs (a marker file in the folder
+    ``params["markers"]`` says so: not the trial's own, which a dead attempt does not send back
+    from its node); then it completes."""
+    marker = Path(trial.params["markers"]) / f"died-once-{trial.number}"
     if not marker.exists():
         marker.write_text("x")
         os.kill(os.getpid(), signal.SIGKILL)
@@ -113,4 +115,37 @@ def slow_where(trial):
     for step in range(40):
         time.sleep(0.1)
         trial.report(step, value=float(step))
+    return 1.0
+
+
+def resumable_where(trial):
+    """Counts to ``params["steps"]``, pausing when told; its checkpoint keeps the Ray nodes its
+    runs were on, and each run keeps them, and its folder, with the trial."""
+    import ray
+
+    state = trial.load_checkpoint() or {"nodes": []}
+    nodes = [*state["nodes"], ray.get_runtime_context().get_node_id()]
+    trial.set_user_attr("nodes", nodes)
+    trial.set_user_attr("folder", str(trial.dir))
+    for step in range((trial.resumed_from or 0) + 1, trial.params["steps"] + 1):
+        trial.report(step, value=float(step))
+        if trial.should_pause():
+            trial.save_checkpoint({"nodes": nodes})
+            break
+    return float(trial.last_step)
+
+
+def sleeping(trial):
+    """Sleeps ``params["seconds"]`` without reporting."""
+    time.sleep(trial.params["seconds"])
+    return 1.0
+
+
+def ticking(trial):
+    """Touches ``<markers>/tick-N`` every 0.1 s until ``<markers>/release`` exists: a test sees
+    from outside whether the trial still runs, and ends it when it likes."""
+    markers = Path(trial.params["markers"])
+    while not (markers / "release").exists():
+        (markers / f"tick-{trial.number}").write_text(str(time.time()))
+        time.sleep(0.1)
     return 1.0

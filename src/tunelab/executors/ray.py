@@ -10,26 +10,42 @@ decides across the cluster exactly as on one machine.
 
 The objective, with the data set it has loaded, is put in the object store once per run of the
 study (:attr:`RayExecutor.puts` counts it) and every trial reads it from there, on whichever
-node it runs. Checkpoints are files in the trial's directory, so a trial paused on one node
-resumes on another only when the artifacts folder is one every node reaches (a shared
-filesystem, or one machine); see the README, "Run on a cluster".
+node it runs. User code travels inside it: modules from outside the Python installation (your
+script's, a spec's ``models.py``) are pickled by value, so worker nodes need only tunelab and its
+dependencies installed (``runtime_env`` adds anything else: pip packages, data files).
+
+The driver's artifacts folder stays the one home of every trial's files. With ``artifacts:
+ship`` (the default) a trial runs in a scratch folder on its node: the driver sends the trial's
+folder along (the checkpoint a paused trial resumes from) and takes the folder back when the
+trial ends or pauses, all through the object store; so a trial paused on one node resumes on any
+other, with no shared filesystem. ``artifacts: shared`` skips the copies where every node mounts
+the artifacts folder at the same path.
 
 A worker process that dies (killed, out of memory) or a node that leaves the cluster fails the
-trial's task; the trial is run again (from the checkpoint it started from) up to ``max_retries``
-times, else recorded FAILED with what happened. A trial past its time limit that does not stop
-by itself is cancelled (its worker process killed).
+trial's task; the trial is run again (from the checkpoint it started from, its last) up to
+``max_retries`` times, else recorded FAILED with what happened. A trial past its time limit
+(counted from when it started on its node) that does not stop by itself is cancelled (its worker
+process killed). A driver that dies takes its trials with it (Ray ends a dead driver's tasks);
+``tunelab resume`` re-queues the trials it left RUNNING and runs them again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import logging
 import math
+import shutil
 import socket
+import sys
+import sysconfig
+import tarfile
+import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from tunelab.clock import Clock
@@ -43,12 +59,15 @@ _POLL_S = 0.02  # how often the driver takes reports while trials run
 _KILL_GRACE_S = 5.0  # a trial's own time-limit check comes first
 
 
+_ARTIFACTS = ("ship", "shared")
+
+
 @dataclass
 class _Running:
     task: TrialTask
-    ref: Any  # the Ray task's ObjectRef
-    submitted_at: float
+    launch: int  # tells the hub's start notice apart from an earlier attempt's
     attempt: int = 0
+    started_at: float | None = None  # when the driver heard the trial start on its node
 
 
 class RayExecutor(Executor):
@@ -63,6 +82,14 @@ class RayExecutor(Executor):
         max_retries: how many times a trial whose worker process or node died is run again
             before it is recorded FAILED.
         max_running: trials at once; default as many as the cluster's resources fit.
+        resources: custom Ray resources each trial asks for (``{"large_memory": 1}``), so
+            trials land only on nodes started with them (``ray start --resources``).
+        artifacts: ``"ship"`` (default) sends each trial's folder to its node and back through
+            the object store; ``"shared"`` when every node mounts the artifacts folder at the
+            same path.
+        runtime_env: a Ray runtime environment for the trials (``{"pip": [...]}``,
+            ``{"working_dir": "."}``, ``{"env_vars": {...}}``), for what workers lack beyond
+            your code, which travels with the objective anyway.
 
     Example:
         >>> study.optimize(objective, space, executor=RayExecutor("auto", cpus=1))  # doctest: +SKIP
@@ -75,6 +102,9 @@ class RayExecutor(Executor):
         gpus: float = 0.0,
         max_retries: int = 0,
         max_running: int | None = None,
+        resources: Mapping[str, float] | None = None,
+        artifacts: str = "ship",
+        runtime_env: Mapping[str, Any] | None = None,
     ) -> None:
         for name, value, low in (
             ("cpus", cpus, 0),
@@ -87,14 +117,34 @@ class RayExecutor(Executor):
             raise SpecError("executor.cpus", "a trial needs some CPU or GPU; give cpus: 1 (say)")
         if max_running is not None and (not isinstance(max_running, int) or max_running < 1):
             raise SpecError("executor.max_running", f"must be >= 1, got {max_running!r}")
+        for key, amount in (resources or {}).items():
+            if not isinstance(amount, int | float) or isinstance(amount, bool) or amount <= 0:
+                raise SpecError(
+                    f"executor.resources.{key}", f"must be a number > 0, got {amount!r}"
+                )
+        if artifacts not in _ARTIFACTS:
+            raise SpecError(
+                "executor.artifacts",
+                f"must be ship or shared, got {artifacts!r}; ship unless every node mounts the "
+                "artifacts folder at the same path",
+            )
+        if runtime_env is not None and not isinstance(runtime_env, Mapping):
+            raise SpecError(
+                "executor.runtime_env",
+                f"must be a mapping such as {{pip: [...]}}, got {runtime_env!r}",
+            )
         self.address = address
         self.cpus = cpus
         self.gpus = gpus
         self.max_retries = max_retries
         self.max_running = max_running
+        self.resources = dict(resources or {})
+        self.artifacts = artifacts
+        self.runtime_env = dict(runtime_env) if runtime_env else None
         #: How many times an objective went into the object store (once per :meth:`start`).
         self.puts = 0
         self._running: dict[Any, _Running] = {}
+        self._launches = itertools.count()
         self._objective_ref: Any = None
         self._hub: Any = None
         self._owns_ray = False
@@ -114,7 +164,7 @@ class RayExecutor(Executor):
                     "with: ray start --head, or give its HOST:PORT"
                 ) from None
             self._owns_ray = True
-        self._objective_ref = ray.put(objective)
+        self._objective_ref = ray.put(_portable(objective))
         self.puts += 1
         self._hub = _hub_actor().options(scheduling_strategy=_here()).remote()
         self._capacity = self.max_running or self._fits()
@@ -139,7 +189,7 @@ class RayExecutor(Executor):
             self._relay(on_report)
             done, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=0)
             for ref in done:
-                outcome = self._finish(self._running.pop(ref))
+                outcome = self._finish(ref, self._running.pop(ref))
                 if outcome is not None:
                     outcomes.append(outcome)
             outcomes += self._cancel_overdue()
@@ -150,8 +200,8 @@ class RayExecutor(Executor):
 
     def shutdown(self) -> None:
         ray = _ray()
-        for run in self._running.values():
-            ray.cancel(run.ref, force=True)
+        for ref in self._running:
+            ray.cancel(ref, force=True)
         self._running.clear()
         if self._hub is not None:
             ray.kill(self._hub)
@@ -166,24 +216,43 @@ class RayExecutor(Executor):
         options: dict[str, Any] = {"num_cpus": self.cpus, "max_retries": 0}
         if self.gpus:
             options["num_gpus"] = self.gpus
-        ref = _trial_task().options(**options).remote(self._objective_ref, task, self._hub)
-        self._running[ref] = _Running(task, ref, time.time(), attempt)
+        if self.resources:
+            options["resources"] = self.resources
+        if self.runtime_env:
+            options["runtime_env"] = self.runtime_env
+        files = _pack(Path(task.directory)) if self.artifacts == "ship" else None
+        launch = next(self._launches)
+        ref = (
+            _trial_task()
+            .options(**options)
+            .remote(self._objective_ref, task, self._hub, launch, self.artifacts == "ship", files)
+        )
+        self._running[ref] = _Running(task, launch, attempt)
 
     def _relay(self, on_report: Reporter) -> None:
-        """Answer every report the hub holds: the scheduler decides, the trial goes on."""
+        """Note the trials that started; answer every report the hub holds: the scheduler
+        decides, the trial goes on."""
         ray = _ray()
-        reports = ray.get(self._hub.take.remote())
+        started, reports = ray.get(self._hub.take.remote())
+        if started:
+            now = time.time()
+            for run in self._running.values():
+                if run.launch in started:
+                    run.started_at = now
         if reports:
             answers = [
                 (key, on_report(number, step, metrics)) for key, number, step, metrics in reports
             ]
             self._hub.answer.remote(answers)
 
-    def _finish(self, run: _Running) -> TrialOutcome | None:
+    def _finish(self, ref: Any, run: _Running) -> TrialOutcome | None:
         """The outcome of a task that ended; None when a lost worker's trial was run again."""
         ray = _ray()
         try:
-            return ray.get(run.ref)
+            outcome, files = ray.get(ref)
+            if files is not None:
+                _unpack(files, Path(run.task.directory))
+            return outcome
         except ray.exceptions.TaskCancelledError:
             return _failed(run.task, "cancelled")
         except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as exc:
@@ -204,11 +273,13 @@ class RayExecutor(Executor):
         return _failed(run.task, reason + retried)
 
     def _cancel_overdue(self) -> list[TrialOutcome]:
-        """Trials past their time limit that did not stop themselves: their workers are killed."""
+        """Trials past their time limit that did not stop themselves: their workers are killed.
+        The limit counts from the trial's start on its node, not from its submission (a node
+        may take seconds to start a worker, or wait for resources)."""
         ray, now, outcomes = _ray(), time.time(), []
         for ref, run in list(self._running.items()):
-            limit = run.task.timeout_s
-            if limit is not None and now > run.submitted_at + limit + _KILL_GRACE_S:
+            limit, started = run.task.timeout_s, run.started_at
+            if limit is not None and started is not None and now > started + limit + _KILL_GRACE_S:
                 ray.cancel(ref, force=True)
                 del self._running[ref]
                 outcomes.append(
@@ -223,16 +294,15 @@ class RayExecutor(Executor):
     def _fits(self) -> int:
         """How many trials the cluster's resources hold at once."""
         total = _ray().cluster_resources()
-        counts = [math.floor(total.get("CPU", 0) / self.cpus + 1e-9)] if self.cpus else []
-        if self.gpus:
-            counts.append(math.floor(total.get("GPU", 0) / self.gpus + 1e-9))
-        fits = min(counts)
+        asks = {"CPU": self.cpus, "GPU": self.gpus, **self.resources}
+        asks = {name: amount for name, amount in asks.items() if amount}
+        fits = min(math.floor(total.get(name, 0) / amount + 1e-9) for name, amount in asks.items())
         if fits < 1:
-            what = f"{self.cpus:g} CPUs" + (f" and {self.gpus:g} GPUs" if self.gpus else "")
+            has = ", ".join(f"{total.get(name, 0):g} {name}" for name in asks)
+            wants = ", ".join(f"{amount:g} {name}" for name, amount in asks.items())
             raise TunelabError(
-                f"executor: the Ray cluster has {total.get('CPU', 0):g} CPUs and "
-                f"{total.get('GPU', 0):g} GPUs, too few for one trial of {what}; lower cpus or "
-                "gpus, or add nodes"
+                f"executor: the Ray cluster has {has}, too few for one trial of {wants}; lower "
+                "cpus, gpus or resources, or add nodes that have them"
             )
         return fits
 
@@ -249,6 +319,67 @@ def _check_reachable(address: str) -> None:
             f"executor.address: no Ray cluster answers at {address} ({exc.strerror or exc}); "
             "start one there with: ray start --head --port PORT, or give the right HOST:PORT"
         ) from None
+
+
+def _portable(objective: Objective) -> Objective:
+    """The objective as it travels to other machines: one that imports code by path (a spec's
+    ``models.py``) holds that code instead (its ``portable()``), and modules that no installed
+    distribution provides (your script's, your model files) are pickled by value, not by name."""
+    make = getattr(objective, "portable", None)
+    if callable(make):
+        objective = make()
+    from ray import cloudpickle
+
+    for module in _user_modules():
+        cloudpickle.register_pickle_by_value(module)
+    return objective
+
+
+def _user_modules() -> list[Any]:
+    """Loaded top-level modules that are neither the standard library nor installed."""
+    from importlib.metadata import packages_distributions
+
+    installed = set(packages_distributions()) | set(sys.stdlib_module_names)
+    python = {
+        Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sysconfig.get_paths()["purelib"])
+    }
+    found = []
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if "." in name or name == "__main__" or name in installed or not file:
+            continue
+        if not any(parent in python for parent in Path(file).resolve().parents):
+            found.append(module)
+    return found
+
+
+def _pack(folder: Path) -> bytes | None:
+    """A trial's folder as a tar archive; None when it holds no files."""
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return None
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(folder, arcname=".")
+    return buffer.getvalue()
+
+
+def _unpack(archive: bytes, folder: Path) -> None:
+    """Make ``folder`` hold what ``archive`` holds. Each file is moved in whole (a crash leaves
+    old files or new ones, never a torn one); files the archive lacks (older checkpoints the
+    trial deleted) go last."""
+    incoming = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(incoming, filter="data")
+        arrived = {path.relative_to(incoming) for path in incoming.rglob("*") if path.is_file()}
+        for relative in sorted(arrived):
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            (incoming / relative).replace(folder / relative)
+        for path in folder.rglob("*"):
+            if path.is_file() and path.relative_to(folder) not in arrived:
+                path.unlink()
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
 
 
 def _failed(task: TrialTask, reason: str) -> TrialOutcome:
@@ -286,13 +417,29 @@ def _trial_task() -> Any:
     """The Ray task that runs one trial (made once Ray is imported)."""
     if "trial" not in _REMOTES:
 
-        def run_one(objective: Objective, task: TrialTask, hub: Any) -> TrialOutcome:
+        def run_one(
+            objective: Objective,
+            task: TrialTask,
+            hub: Any,
+            launch: int,
+            ship: bool,
+            files: bytes | None,
+        ) -> tuple[TrialOutcome, bytes | None]:
+            """Run one trial; with ``ship``, in a scratch folder holding ``files`` (the trial's
+            folder from the driver), whose files go back with the outcome."""
             ray = _ray()
+            hub.started.remote(launch)
 
             def report(number: int, step: int, metrics: dict[str, float]) -> Decision:
                 return ray.get(hub.report.remote(number, step, metrics))
 
-            return run_trial(objective, task, report)
+            if not ship:
+                return run_trial(objective, task, report), None
+            with tempfile.TemporaryDirectory(prefix=f"tunelab-trial{task.number}-") as scratch:
+                if files is not None:
+                    _unpack(files, Path(scratch))
+                outcome = run_trial(objective, replace(task, directory=scratch), report)
+                return replace(outcome, task=task), _pack(Path(scratch))
 
         _REMOTES["trial"] = _ray().remote(run_one)
     return _REMOTES["trial"]
@@ -304,6 +451,7 @@ def _hub_actor() -> Any:
 
         class Hub:
             def __init__(self) -> None:
+                self._started: set[int] = set()
                 self._reports: list[tuple[int, int, int, dict[str, float]]] = []
                 self._answers: dict[int, asyncio.Future] = {}
                 self._keys = itertools.count()
@@ -315,9 +463,13 @@ def _hub_actor() -> Any:
                 self._reports.append((key, number, step, metrics))
                 return await answer
 
-            async def take(self) -> list[tuple[int, int, int, dict[str, float]]]:
+            async def started(self, launch: int) -> None:
+                self._started.add(launch)
+
+            async def take(self) -> tuple[set[int], list[tuple[int, int, int, dict[str, float]]]]:
+                started, self._started = self._started, set()
                 reports, self._reports = self._reports, []
-                return reports
+                return started, reports
 
             async def answer(self, answers: list[tuple[int, Decision]]) -> None:
                 for key, decision in answers:

@@ -222,11 +222,11 @@ def builder_path(builder: ModelBuilder) -> str:
 
 def _module_from_file(path: Path) -> Any:
     path = path.expanduser().resolve()
+    name = "_tunelab_model_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    if name in sys.modules:  # loaded once per process: the code checked is the code trained
+        return sys.modules[name]
     if not path.is_file():
         raise SpecError("model", f"model file {str(path)!r} not found")
-    name = "_tunelab_model_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
-    if name in sys.modules:
-        return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # so the module's own classes resolve (dataclasses, pickling)

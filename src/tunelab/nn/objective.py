@@ -11,6 +11,7 @@ test split.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
@@ -104,6 +105,17 @@ class NetworkObjective:
     def __getstate__(self) -> dict[str, Any]:
         # the provider loads before it is pickled: workers get the data, and never load it again
         return {**self.__dict__, "provider": self.provider}
+
+    def portable(self) -> NetworkObjective:
+        """A copy that runs where this machine's files are not (another node of a cluster): a
+        builder the spec names by module or path is imported here and held as the function,
+        whose code then travels with the pickled objective (the data always does)."""
+        builder = self.factory.builder()
+        if builder is None or callable(self.model):
+            return self
+        moved = copy.copy(self)  # through __getstate__: the data, loaded, comes along
+        moved.model = builder
+        return moved
 
     @property
     def resolver(self) -> ConfigResolver:
