@@ -133,6 +133,27 @@ def test_a_paused_trial_resumes_on_the_other_node_from_its_shipped_checkpoint(tm
         assert outcome.task == (task if outcome is paused else again)
 
 
+def test_asha_across_the_cluster_resumes_paused_trials_from_their_checkpoints(storage, tmp_path):
+    """Rungs at 1 and 3 of 9 steps: promoted trials resume wherever Ray puts them, each from the
+    checkpoint its pause shipped back (never a restart), and reach step 9."""
+    from tunelab.schedulers import ASHAScheduler
+
+    study = Study(
+        unique("ray-asha"),
+        storage=storage,
+        artifacts_dir=tmp_path,
+        scheduler=ASHAScheduler(min_resource=1, max_resource=9, reduction_factor=3),
+        seed=0,
+    )
+    space = {"steps": Categorical([9]), "x": Float(0.0, 1.0)}
+    study.optimize(objectives.resumable_where, space, trials=9, executor=RayExecutor(ADDRESS))
+    trials = study.trials
+    assert not [t.attrs["warnings"] for t in trials if t.attrs.get("warnings")]
+    resumed = [t for t in trials if len(t.user_attrs["nodes"]) > 1]
+    assert resumed and all(t.last_step > 1 for t in resumed)
+    assert any(t.state is TrialState.COMPLETE and t.last_step == 9 for t in resumed)
+
+
 def test_shared_artifacts_run_trials_in_the_drivers_folder(tmp_path):
     executor = RayExecutor(address=ADDRESS, artifacts="shared")
     task = ExecutorContract.task(0, tmp_path, steps=1)

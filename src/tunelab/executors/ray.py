@@ -367,6 +367,7 @@ def _unpack(archive: bytes, folder: Path) -> None:
     """Make ``folder`` hold what ``archive`` holds. Each file is moved in whole (a crash leaves
     old files or new ones, never a torn one); files the archive lacks (older checkpoints the
     trial deleted) go last."""
+    folder.mkdir(parents=True, exist_ok=True)
     incoming = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
