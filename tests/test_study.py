@@ -483,3 +483,289 @@ def test_reproducible_studies_do_not_depend_on_which_trial_finishes_first(tmp_pa
         assert study.attrs["reproducible_lag"] == 2
     assert records[0] == records[1]
     assert {state for _, state, *_ in records[0]} == {TrialState.COMPLETE, TrialState.PRUNED}
+
+
+# Python API conveniences (issue 23) ---------------------------------------------------------------
+@pytest.fixture
+def log_lines(caplog):
+    """The tunelab logger's lines (it does not propagate to the root logger by default)."""
+    import logging
+
+    from tunelab.events import logger
+
+    logger.propagate = True
+    with caplog.at_level(logging.INFO, logger="tunelab"):
+        yield caplog
+    logger.propagate = False
+
+
+def _messages(caplog, level=None):
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "tunelab" and (level is None or r.levelno == level)
+    ]
+
+
+def _counting(base):
+    """A strategy class that records the trial numbers of every ask (the study works on a copy,
+    so the record lives on ``study.strategy``)."""
+
+    class Counting(base):
+        def ask(self, space, history, numbers):
+            self.__dict__.setdefault("asks_", []).append(list(numbers))
+            return super().ask(space, history, numbers)
+
+    return Counting
+
+
+def test_strategies_and_schedulers_are_exported_and_taken_as_objects_or_names(url):
+    import tunelab
+    from tunelab import schedulers, strategies
+
+    for name in ("RandomSearch", "GridSearch", "BayesSearch", "Manual", "Strategy"):
+        assert getattr(tunelab, name) is getattr(strategies, name) and name in tunelab.__all__
+        assert getattr(tunelab, name).__doc__
+    for name in ("MedianScheduler", "ASHAScheduler", "HyperbandScheduler", "Scheduler"):
+        assert getattr(tunelab, name) is getattr(schedulers, name) and name in tunelab.__all__
+        assert getattr(tunelab, name).__doc__
+    study = Study(
+        "o",
+        storage=url,
+        direction="minimize",
+        strategy=tunelab.BayesSearch(n_initial=5),
+        scheduler=tunelab.ASHAScheduler(min_resource=2, max_resource=18),
+    )
+    assert study.strategy.n_initial == 5 and study.strategy.direction == "minimize"
+    assert study.scheduler.rungs(0) == [2, 6]
+    named = Study("n", storage=url, strategy="bayes", scheduler="hyperband")
+    assert isinstance(named.strategy, tunelab.BayesSearch)
+    assert isinstance(named.scheduler, tunelab.HyperbandScheduler)
+    strategy_options = ("n_initial", "n_candidates", "max_observations", "seed")
+    scheduler_options = ("warmup_steps", "min_trials", "reduction_factor", "max_resource")
+    for text, options in (
+        (Study.__doc__, strategy_options + scheduler_options),
+        (tunelab.strategies.__doc__, strategy_options),
+        (tunelab.schedulers.__doc__, scheduler_options),
+    ):
+        assert all(option in text for option in options)
+
+
+def test_the_docstring_examples_of_study_strategies_and_schedulers_run():
+    import doctest
+    import importlib
+
+    for name in ("tunelab.study", "tunelab.strategies", "tunelab.schedulers"):
+        module = importlib.import_module(name)
+        assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0, name
+
+
+def test_best_params_and_best_value(url):
+    study = Study("b", storage=url, direction="minimize", seed=0)
+    best = study.optimize(objectives.quadratic, X, trials=6)
+    assert study.best_params == best.params and study.best_value == best.value
+    assert isinstance(study.best_value, float)
+    study.best_params["x"] = 99.0  # a copy: the study is not changed
+    assert study.best_params == best.params
+
+
+def test_best_params_and_value_before_any_trial_completes_are_one_line_value_errors(url):
+    from tunelab import NoCompletedTrials
+
+    empty = Study("empty", storage=url)
+    assert empty.best_trial is None  # unchanged: None, not an error
+    with pytest.raises(ValueError, match="^study 'empty' has no completed trial yet, so no best_"):
+        _ = empty.best_params
+    with pytest.raises(NoCompletedTrials, match="no best_value; it has no trials"):
+        _ = empty.best_value
+
+    def failing(trial):
+        raise RuntimeError("out of memory")
+
+    broken = Study("broken", storage=url, seed=0)
+    broken.optimize(failing, X, trials=2)
+    with pytest.raises(TunelabError) as caught:
+        _ = broken.best_value
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.endswith("2 trials: 2 failed; the last failure: RuntimeError: out of memory")
+
+
+def test_optimize_returns_none_and_says_why_when_no_trial_completed(url, log_lines):
+    def failing(trial):
+        raise RuntimeError("out of memory")
+
+    study = Study("f", storage=url, seed=0)
+    assert study.optimize(failing, X, trials=2) is None
+    assert _messages(log_lines)[-1] == (
+        "study 'f': no trial has completed, so optimize returns None; "
+        "2 trials: 2 failed; the last failure: RuntimeError: out of memory"
+    )
+
+
+def test_rerunning_a_finished_study_says_so_in_one_line_and_how_to_run_more(url, log_lines):
+    import logging
+
+    Study("q", storage=url, direction="minimize", seed=0).optimize(
+        objectives.quadratic, X, trials=4
+    )
+    assert not _messages(log_lines, logging.WARNING)
+    again = Study("q", storage=url, direction="minimize", seed=0)
+    best = again.optimize(objectives.quadratic, X, trials=4)
+    assert best == again.best_trial  # the best of the earlier run, not None
+    warnings = _messages(log_lines, logging.WARNING)
+    assert warnings == [
+        "study 'q' already has 4 trials, the total trials=4 asks for, so nothing ran; trials= is "
+        "the study's total across runs: pass a larger one (trials=14), or n_trials=N to run N more"
+    ]
+    again.optimize(objectives.quadratic, X, n_trials=3)  # as the line says
+    assert len(again.trials) == 7
+    assert len(_messages(log_lines, logging.WARNING)) == 1
+
+
+def test_a_finished_grid_and_an_empty_manual_queue_say_why_nothing_ran(url, log_lines):
+    import logging
+
+    space = {"a": Categorical([1, 2])}
+    grid = Study("g", storage=url, strategy="grid")
+    grid.optimize(lambda t: float(t.params["a"]), space)
+    grid.optimize(lambda t: float(t.params["a"]), space)
+    manual = Study("m", storage=url, strategy="manual")
+    assert manual.optimize(lambda t: 1.0, space) is None
+    assert _messages(log_lines, logging.WARNING) == [
+        "study 'g' already has 2 trials and GridSearch has nothing more to propose, so nothing ran",
+        "study 'm' has no queued config, so nothing ran; the manual strategy runs only the "
+        "configs given to study.enqueue(params)",
+    ]
+
+
+def test_n_trials_counts_this_calls_trials_as_optuna_does(url):
+    study = Study("n", storage=url, direction="minimize", seed=0)
+    study.optimize(objectives.quadratic, X, n_trials=3)
+    study.optimize(objectives.quadratic, X, n_trials=3)
+    assert len(study.trials) == 6
+    study.optimize(objectives.quadratic, X, trials=8, n_trials=5)  # the total caps it
+    assert len(study.trials) == 8
+    study.enqueue({"x": 2.0})
+    study.optimize(objectives.quadratic, X, n_trials=2)  # a queued config is one of them
+    assert [t.source for t in study.trials[8:]] == ["queue", "strategy"]
+    with pytest.raises(SpecError, match="n_trials: must be an integer >= 1, got 0"):
+        study.optimize(objectives.quadratic, X, n_trials=0)
+
+
+def test_optimize_asks_the_strategy_only_for_trials_it_can_create(url):
+    """The budget is checked before the ask: no proposal is computed and thrown away after the
+    last trial (a Gaussian-process proposal costs up to a second)."""
+    from tunelab.clock import VirtualClock
+    from tunelab.executors import SimulatedExecutor
+    from tunelab.strategies import BayesSearch, RandomSearch
+
+    study = Study("a", storage=url, direction="minimize", strategy=_counting(RandomSearch)())
+    study.optimize(objectives.quadratic, X, trials=5)
+    assert study.strategy.asks_ == [[0], [1], [2], [3], [4]]
+    study.optimize(objectives.quadratic, X, trials=5)  # finished: no ask at all
+    study.optimize(objectives.quadratic, X, trials=7)
+    assert study.strategy.asks_ == [[0], [1], [2], [3], [4], [5], [6]]
+
+    class Line:
+        def curve(self, params, seed):
+            return [(10.0, {"value": params["x"]})]
+
+    parallel = Study(
+        "p", storage=url, strategy=_counting(RandomSearch)(), seed=0, clock=VirtualClock()
+    )
+    parallel.optimize(Line(), X, trials=5, executor=SimulatedExecutor(n_workers=3))
+    assert parallel.strategy.asks_ == [[0, 1, 2], [3], [4]]  # never more numbers than budget
+    parallel.optimize(Line(), X, n_trials=2, executor=SimulatedExecutor(n_workers=3))
+    assert parallel.strategy.asks_[3:] == [[5, 6]]
+
+    bayes = Study("b", storage=url, strategy=_counting(BayesSearch)(n_initial=2), seed=0)
+    bayes.optimize(objectives.quadratic, X, trials=4)
+    assert bayes.strategy.asks_ == [[0], [1], [2], [3]]
+
+
+def test_trials_dataframe_has_a_row_per_trial_with_params_metrics_and_attrs(url):
+    pd = pytest.importorskip("pandas")
+
+    def objective(trial):
+        trial.set_user_attr("fold_scores", [0.5, 0.7])
+        if trial.number == 2:
+            raise ValueError("bad")
+        x = trial.params["x"]
+        return {"value": x, "loss": 1 - x}
+
+    space = {"x": Float(0, 1), "opt": Categorical(["sgd", "adam"])}
+    study = Study("d", storage=url, seed=0)
+    study.optimize(objective, space, trials=3)
+    frame = study.trials_dataframe()
+    assert list(frame.columns) == [
+        "number",
+        "value",
+        "datetime_start",
+        "datetime_complete",
+        "duration",
+        "params_opt",
+        "params_x",
+        "metrics_loss",
+        "metrics_value",
+        "user_attrs_fold_scores",
+        "state",
+    ]
+    assert list(frame["number"]) == [0, 1, 2]
+    assert list(frame["state"]) == ["COMPLETE", "COMPLETE", "FAILED"]
+    assert list(frame["params_x"]) == [t.params["x"] for t in study.trials]
+    assert frame["value"][0] == study.trials[0].value and pd.isna(frame["value"][2])
+    assert frame["metrics_loss"][1] == pytest.approx(1 - study.trials[1].params["x"])
+    assert frame["user_attrs_fold_scores"][0] == [0.5, 0.7]
+    assert pd.api.types.is_datetime64_any_dtype(frame["datetime_start"])
+    assert pd.api.types.is_timedelta64_dtype(frame["duration"])
+    assert (frame["duration"] >= pd.Timedelta(0)).all()
+    small = study.trials_dataframe(attrs=("state", "number", "params", "error"))
+    assert list(small.columns) == ["number", "params_opt", "params_x", "state", "error"]
+    assert small["error"][2].strip().endswith("ValueError: bad")
+    with pytest.raises(ValueError, match="unknown attrs 'values'; choose from number, value"):
+        study.trials_dataframe(attrs=["values"])
+    assert list(Study("e", storage=url).trials_dataframe()["number"]) == []
+
+
+def test_trials_dataframe_without_pandas_names_the_install(url, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas raises ImportError
+    with pytest.raises(ImportError, match="needs pandas.*pip install pandas"):
+        Study("d", storage=url).trials_dataframe()
+
+
+def test_load_opens_an_existing_study_and_refuses_a_missing_one_in_one_line(url, tmp_path):
+    from tunelab.errors import StorageError
+
+    made = Study("l", storage=url, direction="minimize", metric="loss", seed=7)
+    made.optimize(lambda t: {"loss": t.params["x"] ** 2}, X, trials=3)
+    loaded = Study.load("l", storage=url, strategy="bayes")
+    assert (loaded.direction, loaded.metric, loaded.seed) == ("minimize", "loss", 7)
+    assert loaded.best_trial == made.best_trial and len(loaded.trials) == 3
+    assert loaded.strategy.direction == "minimize" and loaded.strategy.metric == "loss"
+    with pytest.raises(StorageError) as caught:
+        Study.load("nope", storage=url)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("no study named 'nope' in ")
+    assert "known studies: l;" in message and "Study('nope', ...) creates one" in message
+    missing = tmp_path / "elsewhere" / "none.db"
+    with pytest.raises(StorageError, match="no database at"):
+        Study.load("l", storage=f"sqlite:///{missing}")
+    assert not missing.parent.exists()  # loading creates nothing
+
+
+def test_the_python_section_of_the_readme_runs(tmp_path, capsys, monkeypatch):
+    import re
+
+    pytest.importorskip("pandas")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n## Python\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 2
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "{'x': " in out and "params_x" in out

@@ -7,6 +7,7 @@ User-facing errors carry the dotted path of the field at fault, so the CLI can p
 from __future__ import annotations
 
 __all__ = [
+    "NoCompletedTrials",
     "TunelabError",
     "SpecError",
     "SpaceError",
@@ -36,6 +37,11 @@ class SpaceError(SpecError):
 
 class StorageError(TunelabError):
     """Storage cannot do what was asked (unknown study, bad URL, ...)."""
+
+
+class NoCompletedTrials(TunelabError, ValueError):
+    """A study has no COMPLETE trial yet, so it has no best params or value (a ValueError, as
+    Optuna's ``best_params`` raises)."""
 
 
 class TrialPruned(TunelabError):

@@ -124,7 +124,8 @@ def _number(value: Any) -> str:
 
 def set_verbosity(level: int) -> None:
     """How much the ``tunelab`` logger says: ``logging.INFO`` (the default: a line per trial),
-    ``logging.WARNING`` (failed trials only), ``logging.ERROR``..."""
+    ``logging.WARNING`` (failed trials, and an ``optimize`` that ran nothing or ends with no
+    completed trial), ``logging.ERROR``... Also ``tunelab.set_verbosity``."""
     logger.setLevel(level)
 
 

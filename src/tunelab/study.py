@@ -14,6 +14,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,11 @@ import numpy as np
 from tunelab._names import check_study_name
 from tunelab._params import clone
 from tunelab.clock import Clock, RealClock
-from tunelab.errors import SpecError, StorageError, TunelabError
-from tunelab.events import LoggingListener, StudyListener, as_listener
+from tunelab.errors import NoCompletedTrials, SpecError, StorageError, TunelabError
+from tunelab.events import LoggingListener, StudyListener, as_listener, logger
 from tunelab.executors import Executor, TrialOutcome, TrialTask, executor_for, make_executor
 from tunelab.executors.base import Objective
-from tunelab.readers import best_trial
+from tunelab.readers import best_trial, state_counts
 from tunelab.schedulers import SCHEDULERS, Scheduler, StudyView, make_scheduler
 from tunelab.space import Space
 from tunelab.storage import Storage, StudyRecord, TrialStateError, get_storage
@@ -50,6 +51,61 @@ def trial_seed(study_seed: int, number: int) -> int:
     return int(np.random.SeedSequence([study_seed, number]).generate_state(1)[0])
 
 
+def _tally(trials: Sequence[FrozenTrial]) -> str:
+    """What a study's trials came to, for a line that says why none is best:
+    "3 trials: 2 failed, 1 pruned; the last failure: ValueError: bad batch"."""
+    if not trials:
+        return "it has no trials; run some with study.optimize(objective, space, trials=...)"
+    counts = {state: n for state, n in state_counts(trials).items() if n}
+    parts = ", ".join(f"{n} {state.value.lower()}" for state, n in counts.items())
+    failed = [t for t in trials if t.state is TrialState.FAILED and (t.error or "").strip()]
+    last = f"; the last failure: {failed[-1].error.strip().splitlines()[-1]}" if failed else ""
+    return f"{len(trials)} trial{'s' if len(trials) != 1 else ''}: {parts}{last}"
+
+
+#: trials_dataframe's column groups, in Optuna's order (seed and error are tunelab's, off by default)
+_DATAFRAME_GROUPS = (
+    "number",
+    "value",
+    "datetime_start",
+    "datetime_complete",
+    "duration",
+    "params",
+    "metrics",
+    "user_attrs",
+    "state",
+    "seed",
+    "error",
+)
+_DATAFRAME_DEFAULT = _DATAFRAME_GROUPS[:-2]
+_DATAFRAME_NESTED = ("params", "metrics", "user_attrs")
+
+
+def _dataframe_row(trial: FrozenTrial) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "number": trial.number,
+        "value": trial.value,
+        "datetime_start": _datetime(trial.started_at),
+        "datetime_complete": _datetime(trial.finished_at) if trial.state.is_finished() else None,
+        "duration": trial.duration if trial.state.is_finished() else None,
+        "state": trial.state.value,
+        "seed": trial.seed,
+        "error": trial.error,
+    }
+    for group, values in (
+        ("params", trial.params or {}),
+        ("metrics", trial.metrics),
+        ("user_attrs", trial.user_attrs),
+    ):
+        row.update({f"{group}_{key}": value for key, value in values.items()})
+    return row
+
+
+def _datetime(timestamp: float | None) -> datetime | None:
+    """A stored time as Optuna shows it: a naive local datetime."""
+    return None if timestamp is None else datetime.fromtimestamp(timestamp)
+
+
 def _direction(direction: str) -> str:
     if direction not in ("maximize", "minimize"):
         raise SpecError("metric.direction", f"must be 'maximize' or 'minimize', got {direction!r}")
@@ -60,19 +116,51 @@ class Study:
     """A named search, stored so it can be inspected, resumed and shared between processes.
 
     Example:
-        >>> from tunelab import Float, Study
+        >>> from tunelab import BayesSearch, Float, Study
         >>> study = Study("quad", storage="sqlite://", direction="minimize", seed=0)
         >>> best = study.optimize(lambda t: (t.params["x"] - 2) ** 2, {"x": Float(-5, 5)}, trials=20)
-        >>> round(best.params["x"])
-        2
+        >>> round(best.params["x"]), round(study.best_params["x"]), len(study.trials)
+        (2, 2, 20)
+        >>> tuned = Study("gp", storage="sqlite://", strategy=BayesSearch(n_initial=5))
+        >>> tuned.strategy.n_initial
+        5
+
+    Strategies, by name or as an object with options (all exported from ``tunelab``):
+
+    * ``"random"`` / :class:`~tunelab.RandomSearch` ``(seed=None)``: scrambled Sobol points
+      (the default; ``seed`` None follows the study's seed).
+    * ``"grid"`` / :class:`~tunelab.GridSearch` ``()``: every combination, then the study ends.
+    * ``"manual"`` / :class:`~tunelab.Manual` ``()``: only the configs given to :meth:`enqueue`.
+    * ``"bayes"`` / :class:`~tunelab.BayesSearch` ``(n_initial=None, n_candidates=1024,
+      max_observations=300, seed=None)``: a Gaussian process (BoTorch) and log expected
+      improvement after ``n_initial`` Sobol trials (default 2 per parameter, 5 to 10).
+
+    Schedulers (early stopping), by name or as an object:
+
+    * None / ``"none"``: every trial runs to its end.
+    * ``"median"`` / :class:`~tunelab.MedianScheduler` ``(warmup_steps=5, min_trials=5,
+      interval=1)``: stop a trial whose best value so far is worse than the other trials' median.
+    * ``"asha"`` / :class:`~tunelab.ASHAScheduler` ``(min_resource=1, max_resource=None,
+      reduction_factor=3, brackets=1)``: pause at rungs, resume the best 1/reduction_factor.
+    * ``"hyperband"`` / :class:`~tunelab.HyperbandScheduler` ``(min_resource=1, max_resource=81,
+      reduction_factor=3)``: ASHA brackets from aggressive to full training.
+
+    Reading results: :attr:`best_trial` (None before a trial completes), :attr:`best_params` and
+    :attr:`best_value` (these raise :class:`NoCompletedTrials`, a ValueError, as Optuna's do),
+    :attr:`trials`, :meth:`trials_dataframe` (pandas). :meth:`load` opens an existing study.
+    Each finished trial is one line on the ``tunelab`` logger;
+    ``tunelab.set_verbosity(logging.WARNING)`` keeps the warnings only (failed trials, a call
+    that ran nothing or ended with no completed trial).
 
     Args:
         name: the study's name in storage; an existing study of that name is continued.
         storage: a database URL or a Storage (default ``sqlite:///tunelab.db``).
         direction: "maximize" or "minimize".
         metric: which number is optimised when the objective returns or reports several.
-        strategy: "random", "grid", "manual", "bayes" or a Strategy (the study works on a copy).
-        scheduler: None, "median" or a Scheduler (the study works on a copy).
+        strategy: "random", "grid", "manual", "bayes" or a Strategy (the study works on a copy;
+            its ``direction``, ``metric`` and a ``seed`` left None are set from the study).
+        scheduler: None, "none", "median", "asha", "hyperband" or a Scheduler (the study works
+            on a copy).
         seed: study seed; each trial's seed derives from it and the trial number.
         artifacts_dir: where per-trial directories go (default: beside a SQLite file, else ./).
         clock: where the driver (and a storage opened from a URL) reads the time; a
@@ -165,6 +253,115 @@ class Study:
         )
 
     @property
+    def best_params(self) -> dict[str, Any]:
+        """The params of :attr:`best_trial`; raises :class:`NoCompletedTrials` (a ValueError,
+        as Optuna's ``best_params`` does) before any trial completes."""
+        return dict(self._best("best_params").params or {})
+
+    @property
+    def best_value(self) -> float:
+        """The value of :attr:`best_trial`; raises :class:`NoCompletedTrials` (a ValueError)
+        before any trial completes."""
+        return float(self._best("best_value").value)
+
+    def _best(self, asked: str) -> FrozenTrial:
+        best = self.best_trial
+        if best is None:
+            raise NoCompletedTrials(
+                f"study {self.name!r} has no completed trial yet, so no {asked}; "
+                f"{_tally(self.trials)}"
+            )
+        return best
+
+    def trials_dataframe(self, attrs: Sequence[str] | None = None) -> Any:
+        """Every trial as a row of a pandas DataFrame, as Optuna's ``trials_dataframe`` has it.
+
+        Columns, in Optuna's order: ``number``, ``value``, ``datetime_start``,
+        ``datetime_complete``, ``duration`` (a Timedelta), ``params_<name>`` (NaN where a
+        conditional parameter is inactive), ``metrics_<name>`` (every metric the trial ended
+        with), ``user_attrs_<key>`` (what the objective stored with ``trial.set_user_attr``),
+        ``state`` (``"COMPLETE"``, ``"PRUNED"``, ...).
+
+        Args:
+            attrs: the column groups to keep, any of ``number``, ``value``, ``datetime_start``,
+                ``datetime_complete``, ``duration``, ``params``, ``metrics``, ``user_attrs``,
+                ``state``, ``seed``, ``error`` (default: all but ``seed`` and ``error``).
+
+        Raises:
+            ImportError: pandas is not installed (``pip install pandas``).
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError(
+                "Study.trials_dataframe needs pandas, which is not installed; "
+                "install it with: pip install pandas"
+            ) from None
+        groups = _DATAFRAME_DEFAULT if attrs is None else tuple(attrs)
+        unknown = [g for g in groups if g not in _DATAFRAME_GROUPS]
+        if unknown:
+            raise ValueError(
+                f"trials_dataframe: unknown attrs {', '.join(map(repr, unknown))}; "
+                f"choose from {', '.join(_DATAFRAME_GROUPS)}"
+            )
+        trials = self.trials
+        rows = [_dataframe_row(trial) for trial in trials]
+        columns: list[str] = []
+        for group in _DATAFRAME_GROUPS:  # Optuna's order, whatever order attrs names them in
+            if group not in groups:
+                continue
+            if group in _DATAFRAME_NESTED:
+                columns += sorted(
+                    {key for row in rows for key in row if key.startswith(group + "_")}
+                )
+            else:
+                columns.append(group)
+        frame = pd.DataFrame(rows, columns=columns)
+        for column in ("datetime_start", "datetime_complete"):
+            if column in frame:
+                frame[column] = pd.to_datetime(frame[column])
+        if "duration" in frame:
+            frame["duration"] = pd.to_timedelta(frame["duration"], unit="s")
+        return frame
+
+    @classmethod
+    def load(
+        cls,
+        name: str,
+        storage: str | Storage | None = None,
+        *,
+        strategy: str | Strategy = "random",
+        scheduler: str | Scheduler | None = None,
+        artifacts_dir: str | Path | None = None,
+        clock: Clock | None = None,
+    ) -> Study:
+        """Open a study that exists (Optuna's ``load_study``): its direction, metric and seed come
+        from storage. Raises :class:`~tunelab.errors.StorageError`, one line naming the studies
+        the storage holds, when there is none of that name; ``Study(name, ...)`` creates one.
+
+        The strategy and scheduler are the ones passed here, not necessarily those the study
+        ran with (as with Optuna's sampler and pruner).
+        """
+        clock = clock or RealClock()
+        try:  # a database that does not exist yet is not created
+            store = get_storage(storage, clock, create=False)
+            record = store.get_study(name)
+        except StorageError as exc:
+            raise StorageError(
+                f"{exc}; Study.load opens an existing study, Study({name!r}, ...) creates one"
+            ) from None
+        return cls(
+            name,
+            storage=store,
+            direction=record.direction,
+            metric=record.metric,
+            strategy=strategy,
+            scheduler=scheduler,
+            artifacts_dir=artifacts_dir,
+            clock=clock,
+        )
+
+    @property
     def n_running(self) -> int:
         """Trials this driver is running right now."""
         return len(self._executor.running()) if self._executor else 0
@@ -185,6 +382,7 @@ class Study:
         trial_timeout: float | None = None,
         callbacks: Iterable[Callback] = (),
         reproducible: bool = False,
+        n_trials: int | None = None,
     ) -> FrozenTrial | None:
         """Run trials until the budget is spent or the strategy has nothing left; return the best.
 
@@ -192,8 +390,9 @@ class Study:
             objective: ``f(trial) -> float | dict[str, float] | None``; None means "use the last
                 reported value of the metric".
             space: a Space, or a mapping of names to Float / Int / Categorical.
-            trials: the study's total trial budget, counted across runs and processes, so
-                re-running a finished study does nothing and a resumed one tops up to the total.
+            trials: the study's total trial budget, counted across runs and processes (as a
+                spec's ``budget.trials``), so a resumed study tops up to the total and re-running
+                a finished one runs nothing (it logs one line saying so).
             minutes: stop starting new trials after this long (this call); running ones finish.
             workers: trials at once; >1 runs them in that many local processes.
             executor: an Executor, or a name from :data:`~tunelab.executors.EXECUTORS`
@@ -210,13 +409,29 @@ class Study:
                 W is fixed when the study first runs this way. It costs the idle time of a worker
                 waiting for an earlier trial (bench/reproducible.py measures it); schedulers that
                 pause trials are not covered.
+            n_trials: start at most this many trials in this call, as Optuna's ``n_trials``
+                counts: new ones and queued ones (resuming a paused trial does not count). With
+                ``trials`` too, both limits hold.
+
+        Returns:
+            The study's best COMPLETE trial (from every run, not only this one), or None when no
+            trial has completed; a WARNING line on the ``tunelab`` logger then says what the
+            trials came to.
         """
-        if trials is None and minutes is None and not self.strategy.is_finite():
-            raise SpecError("budget", "give trials and/or minutes, or the search never ends")
+        if n_trials is not None and (not isinstance(n_trials, int) or n_trials < 1):
+            raise SpecError("n_trials", f"must be an integer >= 1, got {n_trials!r}")
+        unbounded = trials is None and minutes is None and n_trials is None
+        if unbounded and not self.strategy.is_finite():
+            raise SpecError(
+                "budget",
+                "give trials and/or minutes, or the search never ends "
+                "(trials: the study's total; n_trials: how many this call starts)",
+            )
         space = space if isinstance(space, Space) else Space(space)
         logged = LoggingListener(lambda: best_trial(self._view.trials, self.direction))
         listeners = [logged, *map(as_listener, callbacks)]
         run = _Run(self, space, trials, minutes, trial_timeout, listeners)
+        run.quota = n_trials
         self._executor = make_executor(executor) if executor else executor_for(workers)
         run.reproducible = reproducible
         try:
@@ -225,7 +440,34 @@ class Study:
             self._executor.shutdown()
             run.close()
             self._executor = None
-        return self.best_trial
+        said = not run.started and run.ended_by is not None
+        if said:
+            logger.warning(self._nothing_ran(run.ended_by, trials))
+        best = self.best_trial
+        if best is None and not (said and not self._view.trials):  # no trials: said already
+            logger.warning(
+                f"study {self.name!r}: no trial has completed, so optimize returns None; "
+                f"{_tally(self.trials)}"
+            )
+        return best
+
+    def _nothing_ran(self, reason: str, total: int | None) -> str:
+        """The one line a call that started no trial logs: why, and how to run more."""
+        have = len(self.trials)  # from storage: other processes may have added some
+        had = f"study {self.name!r} already has {have} trial{'s' if have != 1 else ''}"
+        if reason == "budget":
+            return (
+                f"{had}, the total trials={total} asks for, so nothing ran; trials= is the "
+                f"study's total across runs: pass a larger one (trials={(total or 0) + 10}), or "
+                "n_trials=N to run N more"
+            )
+        name = type(self.strategy).__name__
+        if name == "Manual":
+            return (
+                f"study {self.name!r} has no queued config, so nothing ran; the manual strategy "
+                "runs only the configs given to study.enqueue(params)"
+            )
+        return f"{had} and {name} has nothing more to propose, so nothing ran"
 
     def _reproducible_lag(self, workers: int) -> int:
         """The W of reproducible mode: stored with the study on its first such run, so a resume
@@ -400,6 +642,9 @@ class _Run:
         self.stops: dict[int, dict[str, Any]] = {}  # running trial number -> its last PAUSE/STOP
         self.scheduler_name = _registered_name(study.scheduler)
         self.no_new_trials = False  # budget spent or strategy exhausted: run queued ones only
+        self.ended_by: str | None = None  # why no new trials: "budget" or "strategy"
+        self.quota: int | None = None  # trials this call may still start (n_trials), None: any
+        self.started = 0  # trials this call started or claimed (new, queued or resumed)
         self.reproducible = False
         self.order: _Order | None = None  # reproducible mode
         self._heartbeat = _Heartbeat(self.storage, lambda: list(self.by_number.values()))
@@ -442,7 +687,7 @@ class _Run:
         self.view.sync()
         tasks: list[TrialTask] = []
         progressed = False
-        while len(tasks) < free and self.view.has_waiting():
+        while len(tasks) < free and self.view.has_waiting() and self.quota != 0:
             if self.order and not self.order.ready(self.view, self.view.first_waiting()):
                 break
             trial = self.storage.claim_trial(self.study.id, self.owner)
@@ -450,6 +695,7 @@ class _Run:
                 self.view.sync(force=True)
                 break
             progressed = True
+            self.count_new(1)
             task = self.start_queued(trial)
             if task is not None:
                 tasks.append(task)
@@ -478,6 +724,7 @@ class _Run:
             params = self.space.validate(trial.params)
         except SpecError as exc:
             self.by_number[trial.number] = trial.id
+            self.started += 1
             self.finish(trial.number, TrialState.FAILED, error=f"invalid queued config: {exc}")
             return None
         if (params, seed) != (trial.params, trial.seed):
@@ -514,13 +761,15 @@ class _Run:
         In reproducible mode one at a time, each asked with the history its number may see,
         and only while the trials it must see have finished."""
         if self.order is None:
-            numbers = [self.view.next_number + i for i in range(n)]
+            numbers = self.allowed(self.view.next_number, n)
+            if not numbers:
+                return False
             proposals = self.study.strategy.ask(self.space, self.view.trials, numbers)
             return self.create(numbers, proposals, tasks)
         progressed = False
         for _ in range(n):
             number = self.view.next_number
-            if self.no_new_trials or not self.order.ready(self.view, number):
+            if not self.allowed(number, 1) or not self.order.ready(self.view, number):
                 break
             history = self.order.history(self.view.trials, number)
             proposals = self.study.strategy.ask(self.space, history, [number])
@@ -529,11 +778,41 @@ class _Run:
             progressed = True
         return progressed
 
+    def allowed(self, first: int, n: int) -> list[int]:
+        """The trial numbers from ``first`` (at most ``n``) the budget still allows, so the
+        strategy is never asked for a proposal that could not become a trial (a Gaussian-process
+        proposal costs up to a second). None left: no new trials in this call.
+
+        The trial budget is checked again, in one transaction, when the trial is created: the
+        view may not show what another process created meanwhile."""
+        if self.no_new_trials:
+            return []
+        if self.max_trials is not None and first >= self.max_trials:
+            self.stop_new("budget")
+            return []
+        if self.quota == 0:
+            self.stop_new(None)
+            return []
+        if self.quota is not None:
+            n = min(n, self.quota)
+        if self.max_trials is not None:
+            n = min(n, self.max_trials - first)
+        return list(range(first, first + n))
+
+    def stop_new(self, reason: str | None) -> None:
+        self.no_new_trials = True
+        self.ended_by = self.ended_by or reason
+
+    def count_new(self, n: int) -> None:
+        """``n`` more trials started fresh by this call (what ``n_trials`` counts)."""
+        if self.quota is not None:
+            self.quota = max(0, self.quota - n)
+
     def create(self, numbers: list[int], proposals: list[Proposal], tasks: list[TrialTask]) -> bool:
         """Create the proposed trials; False when none could be (the strategy or the budget is
         exhausted, or another process took a number first and the view was re-read)."""
         if len(proposals) < len(numbers):
-            self.no_new_trials = True  # the strategy has nothing more (a finished grid)
+            self.stop_new("strategy")  # the strategy has nothing more (a finished grid)
         created = False
         for number, proposal in zip(numbers, proposals, strict=False):
             seed = trial_seed(self.study.seed, number)
@@ -550,16 +829,18 @@ class _Run:
             except TrialNumberTaken:  # another process created it first: re-read, ask again
                 self.view.sync(force=True)
                 return True
-            if trial is None:  # the trial budget is spent
-                self.no_new_trials = True
+            if trial is None:  # the trial budget is spent (by another process, say)
+                self.stop_new("budget")
                 break
             self.view.put(trial, trial.revision)
             tasks.append(self.task_for(trial))
+            self.count_new(1)
             created = True
         return created
 
     def task_for(self, trial: FrozenTrial) -> TrialTask:
         self.by_number[trial.number] = trial.id
+        self.started += 1
         for listener in self.listeners:
             listener.trial_started(self.study, trial)
         checkpoint = trial.attrs.get("checkpoint") or {}
