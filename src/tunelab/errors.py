@@ -12,6 +12,7 @@ __all__ = [
     "SpecError",
     "SpaceError",
     "StorageError",
+    "StorageUnavailable",
     "TrialPruned",
     "TrialDiverged",
     "TrialTimeout",
@@ -42,6 +43,11 @@ class StorageError(TunelabError):
 class NoCompletedTrials(TunelabError, ValueError):
     """A study has no COMPLETE trial yet, so it has no best params or value (a ValueError, as
     Optuna's ``best_params`` raises)."""
+
+
+class StorageUnavailable(StorageError):
+    """The database server stayed out of reach past the retry window. What was recorded before
+    is safe: a study continues (``tunelab resume``) once the server is back."""
 
 
 class TrialPruned(TunelabError):

@@ -30,7 +30,13 @@ from tunelab.executors.base import Objective
 from tunelab.readers import best_trial, state_counts
 from tunelab.schedulers import SCHEDULERS, Scheduler, StudyView, make_scheduler
 from tunelab.space import Space
-from tunelab.storage import Storage, StudyRecord, TrialStateError, get_storage
+from tunelab.storage import (
+    Storage,
+    StorageUnavailable,
+    StudyRecord,
+    TrialStateError,
+    get_storage,
+)
 from tunelab.storage.base import StudyNameTaken, TrialNumberTaken
 from tunelab.strategies import Proposal, Strategy, make_strategy
 from tunelab.strategies.base import History
@@ -1025,8 +1031,11 @@ class _Run:
         self._heartbeat.stop()
         interrupted = [self.view.get(n) for n in self.by_number]
         if interrupted:
-            self.storage.requeue_trials(interrupted)
-            self.view.sync(force=True)
+            try:
+                self.storage.requeue_trials(interrupted)
+                self.view.sync(force=True)
+            except StorageUnavailable:  # the error on its way out says so; a resume requeues
+                pass
         self.by_number.clear()
         self.stops.clear()
 

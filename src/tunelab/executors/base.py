@@ -12,7 +12,7 @@ from typing import Any
 
 from tunelab._params import ParamsMixin
 from tunelab.clock import Clock, RealClock
-from tunelab.errors import TrialDiverged, TrialPruned, TrialTimeout
+from tunelab.errors import StorageUnavailable, TrialDiverged, TrialPruned, TrialTimeout
 from tunelab.trial import Decision, Reporter, Trial, TrialState
 
 __all__ = ["Executor", "TrialOutcome", "TrialTask", "run_trial"]
@@ -116,6 +116,8 @@ def run_trial(
         state, error = TrialState.FAILED, f"timed out: {exc}"
     except TrialDiverged as exc:
         state, error = TrialState.FAILED, str(exc)
+    except StorageUnavailable:
+        raise  # the driver's storage, not the trial, failed: the study stops and says so
     except Exception:  # noqa: BLE001 - any failure of user code is recorded, and the study goes on
         state, error = TrialState.FAILED, traceback.format_exc()
     return TrialOutcome(

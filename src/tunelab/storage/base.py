@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunelab.errors import StorageError
+from tunelab.errors import StorageError, StorageUnavailable
 from tunelab.trial import FrozenTrial, TrialState
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Storage",
     "StudyNameTaken",
     "StudyRecord",
+    "StorageUnavailable",
     "TrialNumberTaken",
     "TrialStateError",
     "check_transition",

@@ -8,6 +8,9 @@ Each method is one short transaction.
 
 Trial writes are single conditional UPDATEs (state and owner in the WHERE clause), so the rules of
 :data:`~tunelab.storage.base.TRANSITIONS` hold on PostgreSQL too, where transactions interleave.
+
+On PostgreSQL a lost connection (a server restart, a killed backend, a network blip) is retried:
+the whole transaction runs again on a new connection (see :meth:`SQLStorage._transaction`).
 """
 
 from __future__ import annotations
@@ -15,15 +18,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import math
 import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -37,6 +41,7 @@ from tunelab.storage.base import (
     SCHEMA_VERSION,
     TRANSITIONS,
     Storage,
+    StorageUnavailable,
     StudyNameTaken,
     StudyRecord,
     TrialNumberTaken,
@@ -49,6 +54,18 @@ __all__ = ["SQLStorage"]
 
 _BUSY_TIMEOUT_S = 60
 _PREFIX = "tunelab_"
+#: How long a PostgreSQL connection may stay lost before the driver gives up, and the pauses
+#: between tries (doubling from the first to the last).
+_RETRY_S = 60.0
+_FIRST_PAUSE_S = 0.1
+_LAST_PAUSE_S = 5.0
+#: SQLSTATEs of a server that ended or refused the session (besides class 08, connection
+#: exceptions): admin_shutdown (a restart, pg_terminate_backend), crash_shutdown, and
+#: cannot_connect_now (starting up or shutting down).
+_SERVER_GONE = ("57P01", "57P02", "57P03")
+
+logger = logging.getLogger("tunelab")
+_T = TypeVar("_T")
 
 metadata = sa.MetaData()
 
@@ -141,19 +158,25 @@ def _one_of(column: sa.ColumnElement, values: Iterable[str]) -> sa.ColumnElement
     return sa.or_(*(column == value for value in values))
 
 
-def _bump_revision(study_id: sa.ColumnElement) -> sa.Update:
+def _bump_revision(study_id: sa.ColumnElement, xid: bool) -> sa.Update:
+    """Take the study's next revision; with ``xid``, also return the id of the transaction
+    (PostgreSQL: see SQLStorage._transaction)."""
+    returned = [studies.c.revision, sa.func.txid_current()] if xid else [studies.c.revision]
     return (
         studies.update()
         .where(studies.c.id == study_id)
         .values(revision=studies.c.revision + 1)
-        .returning(studies.c.revision)
+        .returning(*returned)
     )
 
 
-_BUMP = _bump_revision(sa.bindparam("study_id"))
-_BUMP_BY_TRIAL = _bump_revision(
+_OF_TRIAL = (
     sa.select(trials.c.study_id).where(trials.c.id == sa.bindparam("trial_id")).scalar_subquery()
 )
+#: [xid][by trial]: the revision bumps, by study id or by trial id, with the transaction id or not
+_BUMP = [
+    [_bump_revision(of, xid) for of in (sa.bindparam("study_id"), _OF_TRIAL)] for xid in (0, 1)
+]
 _STUDY_REVISION = sa.select(studies.c.revision).where(studies.c.id == sa.bindparam("study_id"))
 _TRIAL = trials.select().where(trials.c.id == sa.bindparam("trial_id"))
 _TRIAL_ATTRS = sa.select(trials.c.attrs).where(trials.c.id == sa.bindparam("trial_id"))
@@ -175,6 +198,8 @@ _INSERT_REPORT = reports.insert()
 _DELETE_REPORT = reports.delete().where(
     reports.c.trial_id == sa.bindparam("trial_id"), reports.c.step == sa.bindparam("step")
 )
+_XID = sa.text("SELECT txid_current()")
+_XID_STATUS = sa.text("SELECT txid_status(:xid)")
 
 
 @functools.cache
@@ -349,8 +374,32 @@ def _database_error(url: str, exc: sa.exc.DBAPIError) -> StorageError:
     return StorageError(f"storage: {sa.make_url(url).render_as_string()} failed: {text}")
 
 
+def _connection_lost(exc: sa.exc.DBAPIError) -> bool:
+    """Whether a PostgreSQL error says the connection is gone (so the transaction may run again
+    on a new one), rather than that the server refused what was asked."""
+    if exc.connection_invalidated:  # SQLAlchemy's reading: "server closed the connection", ...
+        return True
+    if not isinstance(exc, sa.exc.OperationalError):
+        return False
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    # no SQLSTATE: the client could not reach the server at all (connection refused, reset, ...)
+    return state is None or state.startswith("08") or state in _SERVER_GONE
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+
+
 class SQLStorage(Storage):
     """Storage in any database SQLAlchemy reaches; tables are prefixed ``tunelab_``.
+
+    Args:
+        url: ``sqlite:///path.db``, ``sqlite://`` (in memory) or ``postgresql+psycopg://...``.
+        clock: where timestamps come from (the real clock by default).
+        create: make the database and tables when missing (read commands say False).
+        retry_s: how long a lost PostgreSQL connection is retried before
+            :class:`~tunelab.storage.base.StorageUnavailable` (SQLite needs no retries).
 
     Example:
         >>> storage = SQLStorage("sqlite://")  # in memory; "sqlite:///tunelab.db" for a file
@@ -358,7 +407,13 @@ class SQLStorage(Storage):
         'demo'
     """
 
-    def __init__(self, url: str, clock: Clock | None = None, create: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        clock: Clock | None = None,
+        create: bool = True,
+        retry_s: float = _RETRY_S,
+    ) -> None:
         try:
             parsed = sa.make_url(url)
         except ArgumentError:
@@ -369,11 +424,17 @@ class SQLStorage(Storage):
         self.url = url
         self.clock = clock or RealClock()
         self.create = create
+        self.retry_s = retry_s
         self._lock = threading.RLock()  # the heartbeat thread shares this object with the driver
         self._engine = _engine(parsed, url, create)
         self._conn: sa.Connection | None = None
-        with self._begin() as conn:  # serialised, so concurrent first runs do not race
-            self._prepare_schema(conn)
+        self._retries = parsed.get_backend_name() == "postgresql"
+        self._server = f"{parsed.host or 'localhost'}:{parsed.port or 5432}/{parsed.database}"
+        self._connected = False  # a server never reached (a wrong URL) is not retried
+        self._lost_at: float | None = None  # when the connection was lost, until it is back
+        self._loss: sa.exc.DBAPIError | None = None  # what the last try said
+        self._xid: int | None = None  # the open write transaction's id, once a write noted it
+        self._transaction(self._prepare_schema)  # serialised, so concurrent first runs do not race
 
     def _prepare_schema(self, conn: sa.Connection) -> None:
         """Create the tables, or upgrade an older database in place, step by step.
@@ -400,34 +461,127 @@ class SQLStorage(Storage):
         if found < SCHEMA_VERSION:
             conn.execute(version.update().values(version=SCHEMA_VERSION))
 
-    @contextlib.contextmanager
-    def _begin(self, read_only: bool = False):
-        """One transaction, committed on success, rolled back on error. On SQLite a write
-        transaction takes the lock up front (BEGIN IMMEDIATE); a read-only one takes none.
+    def _transaction(self, work: Callable[[sa.Connection], _T], read_only: bool = False) -> _T:
+        """``work(conn)`` in one transaction, committed when it returns, rolled back when it
+        raises; every public method is one call of this. On SQLite a write transaction takes the
+        lock up front (BEGIN IMMEDIATE); a read-only one takes none.
 
         One connection is kept per storage object (checking one out of the pool per transaction
         costs a third of a small transaction); the lock serialises the threads sharing it.
+
+        On PostgreSQL a lost connection runs ``work`` again on a new one, after pauses that double
+        from 0.1 s to 5 s, until the connection has been gone for ``retry_s``; then
+        StorageUnavailable says so in one line. The server drops an unfinished transaction with
+        its connection, so a retry never leaves half a write. Nothing else is retried: a
+        constraint, a missing database, a server this object never reached (a wrong URL).
+
+        The one doubt is a COMMIT sent but not acknowledged: it may have landed. So a write notes
+        its transaction id before COMMIT (trial writes get it with the revision they take, at no
+        cost) and, after reconnecting, asks the server what became of it (txid_status):
+        committed, and the first run's result stands; aborted, and ``work`` runs again; in
+        progress, and it asks again after the next pause. A write thus never runs twice (no second
+        trial, claim or queued config) and never meets its own earlier success as a refusal (a
+        state or owner guard, a taken trial number or study name). The writes that note no id
+        (heartbeats, a study attribute, the schema) come out the same when run twice.
         """
-        with self._lock:
-            try:
-                if self._conn is None or self._conn.invalidated:
-                    self._conn = self._engine.connect()
-                self._conn.execution_options(tunelab_read_only=read_only)
-                with self._conn.begin():
-                    yield self._conn
-            except sa.exc.IntegrityError:
-                raise  # a constraint did its job (a taken name or number): the caller decides
-            except sa.exc.DBAPIError as exc:
-                raise _database_error(self.url, exc) from exc
+        unsure: tuple[int, _T] | None = None  # (xid, result) of a run whose COMMIT went unanswered
+        pause, since = _FIRST_PAUSE_S, None
+        while True:
+            with self._lock:
+                xid = None
+                try:
+                    conn = self._connection()
+                    status = None if unsure is None else self._status(conn, unsure[0])
+                    if status == "committed":
+                        return self._regained(unsure[1])
+                    if status != "in progress":  # aborted, or there was no doubt: run it
+                        unsure = self._xid = None
+                        conn.execution_options(tunelab_read_only=read_only)
+                        with conn.begin():
+                            result = work(conn)
+                            xid = self._xid
+                        return self._regained(result)
+                except sa.exc.IntegrityError:
+                    raise  # a constraint did its job (a taken name or number): the caller decides
+                except sa.exc.DBAPIError as exc:
+                    if not (self._retries and self._connected and _connection_lost(exc)):
+                        raise _database_error(self.url, exc) from exc
+                    self._lost(exc)
+                    if xid is not None:  # the COMMIT was sent: it may have landed
+                        unsure = (xid, result)
+            since = since or time.monotonic()
+            self._pause(pause, since)
+            pause = min(2 * pause, _LAST_PAUSE_S)
+
+    def _connection(self) -> sa.Connection:
+        if self._conn is None or self._conn.invalidated:
+            self._conn = self._engine.connect()
+            self._connected = True
+        return self._conn
+
+    @staticmethod
+    def _status(conn: sa.Connection, xid: int) -> str | None:
+        """What became of transaction ``xid``: committed, aborted, in progress (None: unknown)."""
+        status = conn.execute(_XID_STATUS, {"xid": xid}).scalar()
+        conn.rollback()
+        return status
+
+    def _lost(self, exc: sa.exc.DBAPIError) -> None:
+        """Drop the dead connection; the first loss of an outage is one warning."""
+        if self._conn is not None:
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                self._conn.invalidate()
+                self._conn.close()
+            self._conn = None
+        self._loss = exc
+        if self._lost_at is None:
+            self._lost_at = time.monotonic()
+            logger.warning(
+                "storage: lost the connection to %s (%s); retrying for up to %g s",
+                self._server,
+                _first_line(exc),
+                self.retry_s,
+            )
+
+    def _regained(self, result: _T) -> _T:
+        if self._lost_at is not None:
+            logger.warning(
+                "storage: the connection to %s is back after %.1f s",
+                self._server,
+                time.monotonic() - self._lost_at,
+            )
+            self._lost_at = None
+        return result
+
+    def _pause(self, pause: float, since: float) -> None:
+        """Wait before the next try; once the connection has been gone for ``retry_s`` (counted
+        from this call's first failure, or from the outage's start if earlier: every call after
+        that fails after one try, until the server answers again), raise StorageUnavailable."""
+        start = since if self._lost_at is None else min(since, self._lost_at)
+        left = start + self.retry_s - time.monotonic()
+        if left <= 0:
+            shown = sa.make_url(self.url).render_as_string(hide_password=True)
+            raise StorageUnavailable(
+                f"storage: lost the connection to the PostgreSQL server at {self._server} and "
+                f"it did not come back within {self.retry_s:g} s (last error: "
+                f"{_first_line(self._loss)}); every trial recorded before is safe there; once "
+                f"the server is back, continue with: tunelab resume STUDY --storage {shown}"
+            ) from self._loss
+        time.sleep(min(pause, left))
 
     def __repr__(self) -> str:
         return f"SQLStorage({self.url!r})"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "clock": self.clock, "create": self.create}
+        return {
+            "url": self.url,
+            "clock": self.clock,
+            "create": self.create,
+            "retry_s": self.retry_s,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["url"], state["clock"], state["create"])
+        self.__init__(state["url"], state["clock"], state["create"], state.get("retry_s", _RETRY_S))
 
     def close(self) -> None:
         with self._lock:
@@ -445,66 +599,75 @@ class SQLStorage(Storage):
         spec: Mapping[str, Any] | None = None,
         attrs: Mapping[str, Any] | None = None,
     ) -> StudyRecord:
+        values = {
+            "name": name,
+            "direction": direction,
+            "metric": metric,
+            "spec": None if spec is None else _dumps(dict(spec)),
+            "attrs": _dumps(dict(attrs or {})),
+            "created_at": self.clock.now(),
+            "revision": 0,
+        }
+
+        def insert(conn: sa.Connection) -> Any:
+            conn.execute(studies.insert().values(values))
+            self._note_xid(conn)
+            return conn.execute(studies.select().where(studies.c.name == name)).one()
+
         try:
-            with self._begin() as conn:
-                conn.execute(
-                    studies.insert().values(
-                        name=name,
-                        direction=direction,
-                        metric=metric,
-                        spec=None if spec is None else _dumps(dict(spec)),
-                        attrs=_dumps(dict(attrs or {})),
-                        created_at=self.clock.now(),
-                        revision=0,
-                    )
-                )
+            return self._study(self._transaction(insert))
         except IntegrityError as exc:
             raise StudyNameTaken(f"a study named {name!r} already exists in {self.url}") from exc
-        return self.get_study(name)
 
     def get_study(self, name: str) -> StudyRecord:
-        with self._begin(read_only=True) as conn:
+        def read(conn: sa.Connection) -> tuple[Any, list[str]]:
             row = conn.execute(studies.select().where(studies.c.name == name)).first()
-            if row is None:
-                known = (
-                    conn.execute(sa.select(studies.c.name).order_by(studies.c.id)).scalars().all()
-                )
+            if row is not None:
+                return row, []
+            known = sa.select(studies.c.name).order_by(studies.c.id)
+            return None, conn.execute(known).scalars().all()
+
+        row, known = self._transaction(read, read_only=True)
         if row is None:
             hint = f"known studies: {', '.join(known)}" if known else "it holds no studies yet"
             raise StorageError(f"no study named {name!r} in {self.url}; {hint}")
         return self._study(row)
 
     def list_studies(self) -> list[StudyRecord]:
-        with self._begin(read_only=True) as conn:
-            rows = conn.execute(studies.select().order_by(studies.c.id)).all()
+        rows = self._transaction(
+            lambda conn: conn.execute(studies.select().order_by(studies.c.id)).all(), read_only=True
+        )
         return [self._study(row) for row in rows]
 
     def set_study_attr(self, study_id: int, key: str, value: Any) -> None:
-        with self._begin() as conn:
-            attrs = _loads(  # locked until the update: concurrent keys are never lost
-                conn.execute(
-                    sa.select(studies.c.attrs).where(studies.c.id == study_id).with_for_update()
-                ).scalar_one()
-            )
+        def write(conn: sa.Connection) -> None:
+            attrs = self._study_attrs(conn, study_id)  # locked: concurrent keys are never lost
             attrs[key] = value
-            conn.execute(
-                studies.update().where(studies.c.id == study_id).values(attrs=_dumps(attrs))
-            )
+            self._set_study_attrs(conn, study_id, attrs)
+
+        self._transaction(write)
 
     def swap_study_attr(self, study_id: int, key: str, expected: Any, value: Any) -> bool:
-        with self._begin() as conn:
-            attrs = _loads(
-                conn.execute(
-                    sa.select(studies.c.attrs).where(studies.c.id == study_id).with_for_update()
-                ).scalar_one()
-            )
+        def swap(conn: sa.Connection) -> bool:
+            attrs = self._study_attrs(conn, study_id)
             if attrs.get(key) != expected:
                 return False
             attrs[key] = value
-            conn.execute(
-                studies.update().where(studies.c.id == study_id).values(attrs=_dumps(attrs))
-            )
+            self._set_study_attrs(conn, study_id, attrs)
+            self._note_xid(conn)
             return True
+
+        return self._transaction(swap)
+
+    @staticmethod
+    def _study_attrs(conn: sa.Connection, study_id: int) -> dict[str, Any]:
+        """A study's attributes, its row locked until the transaction ends."""
+        query = sa.select(studies.c.attrs).where(studies.c.id == study_id).with_for_update()
+        return _loads(conn.execute(query).scalar_one())
+
+    @staticmethod
+    def _set_study_attrs(conn: sa.Connection, study_id: int, attrs: dict[str, Any]) -> None:
+        conn.execute(studies.update().where(studies.c.id == study_id).values(attrs=_dumps(attrs)))
 
     @staticmethod
     def _study(row: Any) -> StudyRecord:
@@ -519,14 +682,23 @@ class SQLStorage(Storage):
         )
 
     # Trials --------------------------------------------------------------------------------------
-    @staticmethod
-    def _bump(conn: sa.Connection, study_id: int | None = None, trial_id: int | None = None) -> int:
+    def _bump(
+        self, conn: sa.Connection, study_id: int | None = None, trial_id: int | None = None
+    ) -> int:
         """Take the next revision of the study (or of trial ``trial_id``'s). The UPDATE also locks
         the study row, which serialises trial numbering per study on PostgreSQL (SQLite holds its
-        write lock from BEGIN IMMEDIATE)."""
-        if trial_id is None:
-            return conn.execute(_BUMP, {"study_id": study_id}).scalar_one()
-        return conn.execute(_BUMP_BY_TRIAL, {"trial_id": trial_id}).scalar_one()
+        write lock from BEGIN IMMEDIATE); there it also notes the transaction's id."""
+        by_trial = trial_id is not None
+        params = {"trial_id": trial_id} if by_trial else {"study_id": study_id}
+        revision, *xid = conn.execute(_BUMP[self._retries][by_trial], params).one()
+        if xid:
+            self._xid = xid[0]
+        return revision
+
+    def _note_xid(self, conn: sa.Connection) -> None:
+        """Note the transaction's id, for a write that takes no revision and must not run twice."""
+        if self._retries:
+            self._xid = conn.execute(_XID).scalar_one()
 
     def _write(
         self,
@@ -585,7 +757,7 @@ class SQLStorage(Storage):
         seed: int | None = None,
         source: str = "queue",
     ) -> FrozenTrial:
-        with self._begin() as conn:
+        def insert(conn: sa.Connection) -> FrozenTrial:
             revision = self._bump(conn, study_id)
             trial_id = conn.execute(
                 trials.insert().values(
@@ -600,13 +772,16 @@ class SQLStorage(Storage):
                     updated_at=self.clock.now(),
                 )
             ).inserted_primary_key[0]
-        return self._get_trial(None, trial_id)
+            return self._get_trial(conn, trial_id)
+
+        return self._transaction(insert)
 
     def claim_trial(
         self, study_id: int, owner: str, trial_id: int | None = None
     ) -> FrozenTrial | None:
         claim = _CLAIM[(_WAITING,) if trial_id is None else (_WAITING, _PAUSED)]
-        with self._begin() as conn:
+
+        def take(conn: sa.Connection) -> FrozenTrial | None:
             while True:
                 target = trial_id
                 if target is None:
@@ -632,6 +807,8 @@ class SQLStorage(Storage):
                 if trial_id is not None:  # another process resumed it first
                     return None
                 # another process claimed that one between our read and our write: next one
+
+        return self._transaction(take)
 
     def create_trial(
         self,
@@ -660,10 +837,13 @@ class SQLStorage(Storage):
             "heartbeat_at": now,
             "updated_at": now,
         }
+
+        def insert(conn: sa.Connection) -> int:
+            values["revision"] = self._bump(conn, study_id)
+            return conn.execute(_INSERT_TRIAL, values).inserted_primary_key[0]
+
         try:
-            with self._begin() as conn:
-                values["revision"] = self._bump(conn, study_id)
-                trial_id = conn.execute(_INSERT_TRIAL, values).inserted_primary_key[0]
+            trial_id = self._transaction(insert)
         except IntegrityError as exc:
             raise TrialNumberTaken(f"trial number {number} is taken") from exc
         row = _Row(id=trial_id, metrics=None, value=None, error=None, finished_at=None, attrs=None)
@@ -677,37 +857,26 @@ class SQLStorage(Storage):
         proposal: Mapping[str, Any],
         owner: str,
     ) -> int:
-        with self._begin() as conn:
-            return self._write(
-                conn,
-                trial_id,
-                None,
-                owner,
-                params=_dumps(dict(params)),
-                seed=seed,
-                proposal=_dumps(dict(proposal)),
-            )
+        values = {"params": _dumps(dict(params)), "seed": seed, "proposal": _dumps(dict(proposal))}
+        return self._transaction(lambda conn: self._write(conn, trial_id, None, owner, **values))
 
     def add_report(self, trial_id: int, step: int, metrics: Mapping[str, float], owner: str) -> int:
-        with self._begin() as conn:
+        report = {"trial_id": trial_id, "step": step, "metrics": _dumps(dict(metrics))}
+
+        def write(conn: sa.Connection) -> int:
             revision = self._write(conn, trial_id, None, owner)
-            conn.execute(_DELETE_REPORT, {"trial_id": trial_id, "step": step})
-            conn.execute(
-                _INSERT_REPORT,
-                {
-                    "trial_id": trial_id,
-                    "step": step,
-                    "metrics": _dumps(dict(metrics)),
-                    "created_at": self.clock.now(),
-                },
-            )
+            conn.execute(_DELETE_REPORT, report)
+            conn.execute(_INSERT_REPORT, {**report, "created_at": self.clock.now()})
             return revision
 
+        return self._transaction(write)
+
     def pause_trial(self, trial_id: int, owner: str, attrs: Mapping[str, Any] | None = None) -> int:
-        with self._begin() as conn:
-            return self._write(
+        return self._transaction(
+            lambda conn: self._write(
                 conn, trial_id, TrialState.PAUSED, owner, attrs, owner=None, heartbeat_at=None
             )
+        )
 
     def finish_trial(
         self,
@@ -721,37 +890,37 @@ class SQLStorage(Storage):
     ) -> int:
         if not state.is_finished():
             raise ValueError(f"finish_trial needs a finished state, got {state}")
-        with self._begin() as conn:
-            return self._write(
-                conn,
-                trial_id,
-                state,
-                owner,
-                attrs,
-                value=_finite_or_none(value),
-                metrics=_dumps(dict(metrics or {})),
-                error=error,
-                finished_at=self.clock.now(),
-            )
+        values = {
+            "value": _finite_or_none(value),
+            "metrics": _dumps(dict(metrics or {})),
+            "error": error,
+            "finished_at": self.clock.now(),
+        }
+        return self._transaction(
+            lambda conn: self._write(conn, trial_id, state, owner, attrs, **values)
+        )
 
     def set_trial_attr(self, trial_id: int, key: str, value: Any, owner: str | None = None) -> int:
-        with self._begin() as conn:
-            return self._write(conn, trial_id, None, owner, {key: value}, sources=_ALL_STATES)
+        return self._transaction(
+            lambda conn: self._write(conn, trial_id, None, owner, {key: value}, sources=_ALL_STATES)
+        )
 
     def heartbeat(self, trial_ids: Iterable[int]) -> None:
         ids = list(trial_ids)
         if not ids:
             return
-        with self._begin() as conn:
-            conn.execute(
-                trials.update()
-                .where(trials.c.id.in_(ids), trials.c.state == TrialState.RUNNING.value)
-                .values(heartbeat_at=self.clock.now())
-            )
+        beat = (
+            trials.update()
+            .where(trials.c.id.in_(ids), trials.c.state == TrialState.RUNNING.value)
+            .values(heartbeat_at=self.clock.now())
+        )
+        self._transaction(lambda conn: conn.execute(beat))
 
     def requeue_trials(self, stale: Iterable[FrozenTrial]) -> list[int]:
-        requeued = []
-        with self._begin() as conn:
+        stale = list(stale)
+
+        def requeue(conn: sa.Connection) -> list[int]:
+            requeued = []
             for trial in stale:
                 try:
                     self._write(
@@ -773,22 +942,27 @@ class SQLStorage(Storage):
                     dropped = sa.and_(dropped, reports.c.step > kept)
                 conn.execute(reports.delete().where(dropped))
                 requeued.append(trial.id)
-        return requeued
+            return requeued
+
+        return self._transaction(requeue)
 
     def get_trials(
         self, study_id: int, states: Iterable[TrialState] | None = None
     ) -> list[FrozenTrial]:
         queries = _trials_in(None if states is None else tuple(sorted({s.value for s in states})))
-        with self._begin(read_only=True) as conn:
-            return self._select_trials(conn, queries, {"study_id": study_id})
+        return self._transaction(
+            lambda conn: self._select_trials(conn, queries, {"study_id": study_id}), read_only=True
+        )
 
     def changes(self, study_id: int, after_revision: int) -> tuple[list[FrozenTrial], int]:
-        with self._begin(read_only=True) as conn:
+        def read(conn: sa.Connection) -> tuple[list[FrozenTrial], int]:
             revision = conn.execute(_STUDY_REVISION, {"study_id": study_id}).scalar_one()
             if revision == after_revision:
                 return [], revision
             params = {"study_id": study_id, "after_revision": after_revision}
             return self._select_trials(conn, _CHANGED_TRIALS, params), revision
+
+        return self._transaction(read, read_only=True)
 
     def _select_trials(
         self,
@@ -811,11 +985,8 @@ class SQLStorage(Storage):
             for i, row in enumerate(rows)
         ]
 
-    def _get_trial(self, conn: sa.Connection | None, trial_id: int) -> FrozenTrial:
+    def _get_trial(self, conn: sa.Connection, trial_id: int) -> FrozenTrial:
         """One trial without reports, read."""
-        if conn is None:
-            with self._begin(read_only=True) as conn:
-                return self._get_trial(conn, trial_id)
         return self._decoded(conn.execute(_TRIAL, {"trial_id": trial_id}).one())
 
     def _decoded(self, row: Any) -> FrozenTrial:
