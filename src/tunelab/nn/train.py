@@ -183,6 +183,10 @@ class Trainer:
         self.epoch = 0
         self.stopped = False
         self._batch_order = torch.Generator().manual_seed(seed)
+        #: Where dropout draws from: None for torch's global generator (reseeded with ``seed``
+        #: when training begins); fused training gives each trainer of a group its own.
+        self.generator: torch.Generator | None = None
+        self._epoch_lr = self.lr
         self._begun = self._finished = False
 
     @property
@@ -209,35 +213,59 @@ class Trainer:
             RuntimeError: when the training is already :attr:`done`.
             TrialDiverged: from the divergence guard (NaN, infinite or exploding loss).
         """
+        with _deterministic(self.device):
+            order = self.begin_epoch()
+            return self.end_epoch(self._train_epoch(order))
+
+    def begin_epoch(self) -> torch.Tensor:
+        """The start of :meth:`run_epoch`, for a loop that trains the batches itself (fused
+        training, :mod:`tunelab.nn.fused`): begin the training if it has not, call the callbacks'
+        ``on_epoch_begin``, and draw the epoch's batch order.
+
+        Returns:
+            The epoch's order of the training samples, on the device.
+
+        Raises:
+            RuntimeError: when the training is already :attr:`done`.
+        """
         if self.done:
             why = "a callback stopped it" if self.stopped else f"all {self.epochs} epochs ran"
             raise RuntimeError(f"training is done ({why}); call finish()")
-        with _deterministic(self.device):
-            self._begin()
-            epoch = self.epoch + 1
-            for hook in self.callbacks:
-                hook.on_epoch_begin(self, epoch)
-            lr_now = self.lr
-            order = torch.randperm(len(self._inputs), generator=self._batch_order)
-            logs = {**self._train_epoch(order.to(self.device)), "lr": lr_now}
-            if self._val is not None:
-                logs.update(
-                    evaluate(
-                        self.model,
-                        self._val,
-                        self.task,
-                        self.device,
-                        "val",
-                        self.loss_fn,
-                        self._target_scaler,
-                    )
+        self._begin()
+        for hook in self.callbacks:
+            hook.on_epoch_begin(self, self.epoch + 1)
+        self._epoch_lr = self.lr
+        return torch.randperm(len(self._inputs), generator=self._batch_order).to(self.device)
+
+    def end_epoch(self, train_logs: Mapping[str, float]) -> dict[str, float]:
+        """The end of :meth:`run_epoch` once the batches were trained: score the validation
+        split, keep the logs, call the callbacks' ``on_epoch_end``.
+
+        Args:
+            train_logs: ``train_loss`` and, for classification, ``train_accuracy``.
+
+        Returns:
+            The epoch's logs, as :meth:`run_epoch` returns them.
+        """
+        logs = {**train_logs, "lr": self._epoch_lr}
+        if self._val is not None:
+            logs.update(
+                evaluate(
+                    self.model,
+                    self._val,
+                    self.task,
+                    self.device,
+                    "val",
+                    self.loss_fn,
+                    self._target_scaler,
                 )
-            self.history.append(logs)
-            self.epoch = epoch
-            stop = False
-            for hook in self.callbacks:
-                stop = bool(hook.on_epoch_end(self, epoch, logs)) or stop
-            self.stopped = stop
+            )
+        self.history.append(logs)
+        self.epoch += 1
+        stop = False
+        for hook in self.callbacks:
+            stop = bool(hook.on_epoch_end(self, self.epoch, logs)) or stop
+        self.stopped = stop
         return logs
 
     def finish(self) -> None:
@@ -271,7 +299,9 @@ class Trainer:
                 for key, hook in zip(self._callback_keys(), self.callbacks, strict=True)
             },
             "batch_order": self._batch_order.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": torch.get_rng_state()
+            if self.generator is None
+            else self.generator.get_state(),
         }
         if self.device.type == "cuda":  # dropout on the GPU draws from the device's generator
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -299,7 +329,10 @@ class Trainer:
         for key, hook in zip(keys, self.callbacks, strict=True):
             hook.load_state_dict(state["callbacks"][key])
         self._batch_order.set_state(state["batch_order"])
-        torch.set_rng_state(state["torch_rng"])
+        if self.generator is None:
+            torch.set_rng_state(state["torch_rng"])
+        else:
+            self.generator.set_state(state["torch_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.history[:] = [dict(logs) for logs in state["history"]]
@@ -310,7 +343,10 @@ class Trainer:
         if self._begun:
             return
         self._begun = True
-        torch.manual_seed(self._seed)
+        if self.generator is None:
+            torch.manual_seed(self._seed)
+        else:
+            self.generator.manual_seed(self._seed)
         for hook in self.callbacks:
             hook.on_train_begin(self)
 

@@ -1,0 +1,422 @@
+"""Fused training: trainers of one architecture train their epochs as one computation.
+
+Small networks leave a CPU, and far more a GPU, idle between tiny kernels. K networks of the same
+shape, stacked, turn K small matrix products into one batched product (and K convolutions into
+one grouped convolution), so an epoch of K costs far less than K epochs (HFTA, MLSys 2021).
+
+Each member stays its own :class:`~tunelab.nn.Trainer`: its weights as built from its seed, its
+batch order, its dropout draws (from its own generator, seeded as an unfused trainer seeds
+torch's), its optimizer's hyperparameters and state, its LR schedule, callbacks, validation and
+history. Only the batches are trained together. So a member ends where it would have alone,
+within floating-point rounding, and leaves or joins a group at any epoch: weights and optimizer
+state are stacked at the start of each fused epoch and handed back at its end.
+
+What members must share is their :func:`signature`: layer types and shapes, the training data,
+the batch size, and the kinds of optimizer and loss. Supported: ``Linear``, ``Conv1d``,
+``Conv2d``, max and average pooling, ``Flatten``, ``Unflatten``, the activations of
+:data:`~tunelab.nn.ACTIVATIONS` but SELU's alpha dropout, ``Dropout``; SGD, Adam and AdamW;
+cross-entropy (with label smoothing), MSE, MAE and Huber. Anything else (batch norm, say) has no
+signature and trains alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tunelab.nn.callbacks import Callback
+from tunelab.nn.data import CLASSIFICATION
+from tunelab.nn.train import Trainer, _batch_bounds, _deterministic
+
+__all__ = ["run_epochs_fused", "signature"]
+
+_ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SELU, nn.Identity)
+_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d)
+_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
+_LOSSES = (nn.CrossEntropyLoss, nn.MSELoss, nn.L1Loss, nn.HuberLoss)
+
+
+def signature(trainer: Trainer) -> tuple | None:
+    """What trainers must share to train as one group; None when this one cannot be fused.
+
+    Layer settings that only change numbers (dropout rates) are left out: they may differ per
+    member, as may every optimizer, schedule and loss hyperparameter.
+    """
+    layers = _layers(trainer.model)
+    optimizer = trainer.optimizer
+    group = optimizer.param_groups
+    if (
+        layers is None
+        or type(optimizer) not in _OPTIMIZERS
+        or len(group) != 1
+        or any(group[0].get(flag) for flag in ("amsgrad", "maximize", "dampening"))
+        or type(trainer.loss_fn) not in _LOSSES
+        or getattr(trainer.loss_fn, "weight", None) is not None
+    ):
+        return None
+    return (
+        tuple(_layer_key(layer) for layer in layers),
+        type(optimizer).__name__,
+        type(trainer.loss_fn).__name__,
+        trainer.task,
+        trainer._batch_size,
+        str(trainer.device),
+        _fingerprint(trainer),
+    )
+
+
+def run_epochs_fused(trainers: Sequence[Trainer]) -> list[dict[str, float] | BaseException]:
+    """Run one epoch of each trainer, the batches of all trained as one computation.
+
+    The trainers must share a :func:`signature` and not be :attr:`~Trainer.done`. A member whose
+    epoch raises (a callback's :class:`~tunelab.errors.TrialDiverged`, say) gets that exception
+    in its place and takes no further part in the epoch; the others go on.
+
+    Returns:
+        Per trainer, in order: the epoch's logs (as :meth:`Trainer.run_epoch` returns them), or
+        the exception its epoch raised.
+    """
+    if len({signature(t) for t in trainers}) != 1 or signature(trainers[0]) is None:
+        raise ValueError("fused trainers must share one signature (see tunelab.nn.fused)")
+    for trainer in trainers:
+        if trainer.generator is None:  # dropout draws from the member's own generator
+            if trainer._begun:
+                raise ValueError(
+                    "a trainer joins fused training before it begins (or is resumed): set "
+                    "trainer.generator = torch.Generator(trainer.device) right after building it"
+                )
+            trainer.generator = torch.Generator(trainer.device)
+    results: list[Any] = [None] * len(trainers)
+    with _deterministic(trainers[0].device):
+        orders = {}
+        for k, trainer in enumerate(trainers):
+            try:
+                orders[k] = trainer.begin_epoch()
+            except Exception as exc:  # noqa: BLE001 - the member's failure, not the group's
+                results[k] = exc
+        live = sorted(orders)
+        if live:
+            logs = _FusedEpoch([trainers[k] for k in live]).run([orders[k] for k in live])
+            for k, outcome in zip(live, logs, strict=True):
+                try:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                    results[k] = trainers[k].end_epoch(outcome)
+                except Exception as exc:  # noqa: BLE001
+                    results[k] = exc
+    return results
+
+
+class _FusedEpoch:
+    """The batches of one epoch of several trainers: stacked weights and optimizer state in,
+    each member's training logs out, and its weights and state handed back."""
+
+    def __init__(self, trainers: Sequence[Trainer]) -> None:
+        self.trainers = list(trainers)
+        self.layers = [_layers(t.model) for t in self.trainers]
+        self.params = [list(t.model.parameters()) for t in self.trainers]
+        first = self.trainers[0]
+        self.inputs, self.targets = first._inputs, first._targets
+        self.task, self.device = first.task, first.device
+        self.kind = type(first.optimizer)
+        self.failed: dict[int, BaseException] = {}
+
+    def run(self, orders: Sequence[torch.Tensor]) -> list[dict[str, float] | BaseException]:
+        stacked = [
+            torch.stack([member[i].detach() for member in self.params]).requires_grad_()
+            for i in range(len(self.params[0]))
+        ]
+        state = self._stack_state(stacked)
+        self.settings = self._settings()
+        K = len(self.trainers)
+        order = torch.stack(list(orders))
+        totals = torch.zeros(K, 2, device=self.device)
+        batch_hooks = [_batch_hooks(t) for t in self.trainers]
+        for step, (start, stop) in enumerate(
+            _batch_bounds(len(self.inputs), self.trainers[0]._batch_size)
+        ):
+            batch = order[:, start:stop]
+            inputs, targets = self.inputs[batch], self.targets[batch]
+            outputs = self._forward(stacked, inputs)
+            losses = self._losses(outputs, targets)
+            for p in stacked:
+                p.grad = None
+            losses.sum().backward()
+            with torch.no_grad():
+                self._step(stacked, state)
+                totals[:, 0] += losses.detach() * (stop - start)
+                if self.task == CLASSIFICATION:
+                    totals[:, 1] += (outputs.argmax(-1) == targets).sum(1)
+            for k, hooks in enumerate(batch_hooks):
+                if k in self.failed:
+                    continue
+                try:
+                    for hook in hooks:
+                        hook.on_batch_end(self.trainers[k], step, losses[k].detach())
+                except Exception as exc:  # noqa: BLE001 - this member fails alone
+                    self.failed[k] = exc
+        self._hand_back(stacked, state)
+        n = len(self.inputs)
+        results: list[dict[str, float] | BaseException] = []
+        for k, (loss_sum, correct) in enumerate(totals.tolist()):
+            if k in self.failed:
+                results.append(self.failed[k])
+                continue
+            logs = {"train_loss": loss_sum / n}
+            if self.task == CLASSIFICATION:
+                logs["train_accuracy"] = correct / n
+            results.append(logs)
+        return results
+
+    # The network -------------------------------------------------------------------------------
+    def _forward(self, stacked: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Every member's network on its own batch: ``x`` is (members, batch, *sample)."""
+        K, B = x.shape[:2]
+        weights = iter(stacked)
+        for i, layer in enumerate(self.layers[0]):
+            if isinstance(layer, nn.Linear):
+                w = next(weights)
+                b = next(weights) if layer.bias is not None else None
+                x = (
+                    torch.bmm(x, w.transpose(1, 2))
+                    if b is None
+                    else torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+                )
+            elif isinstance(layer, nn.Conv1d | nn.Conv2d):
+                x = self._conv(
+                    layer, x, next(weights), next(weights) if layer.bias is not None else None
+                )
+            elif isinstance(layer, _POOLS):
+                x = layer(x.flatten(0, 1)).unflatten(0, (K, B))
+            elif isinstance(layer, nn.Flatten):
+                x = x.flatten(
+                    layer.start_dim + 1, layer.end_dim if layer.end_dim < 0 else layer.end_dim + 1
+                )
+            elif isinstance(layer, nn.Unflatten):
+                x = x.unflatten(
+                    layer.dim + 1 if layer.dim >= 0 else layer.dim, layer.unflattened_size
+                )
+            elif isinstance(layer, nn.Dropout):
+                x = x * self._masks(i, x)
+            else:  # an activation
+                x = layer(x)
+        return x
+
+    @staticmethod
+    def _conv(
+        layer: nn.Module, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None
+    ) -> torch.Tensor:
+        """K convolutions as one grouped convolution: members' channels side by side."""
+        K, B = x.shape[:2]
+        grouped = x.transpose(0, 1).flatten(1, 2)  # (batch, members * channels, *space)
+        convolve = F.conv1d if isinstance(layer, nn.Conv1d) else F.conv2d
+        y = convolve(
+            grouped,
+            w.flatten(0, 1),
+            None if b is None else b.flatten(),
+            layer.stride,
+            layer.padding,
+            layer.dilation,
+            groups=K,
+        )
+        return y.unflatten(1, (K, -1)).transpose(0, 1)
+
+    def _masks(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Dropout's masks, each member's from its own generator, drawn as ``nn.Dropout`` draws
+        them (so a member's draws are those it would make alone), scaled by 1 / (1 - p)."""
+        masks = torch.ones_like(x)
+        for k, trainer in enumerate(self.trainers):
+            p = self.layers[k][index].p
+            if p > 0:
+                masks[k].bernoulli_(1 - p, generator=trainer.generator).div_(1 - p)
+        return masks
+
+    def _losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Each member's mean loss over its batch, as its own loss module computes it."""
+        loss_fns = [t.loss_fn for t in self.trainers]
+        first = loss_fns[0]
+        if isinstance(first, nn.CrossEntropyLoss):
+            logp = outputs.log_softmax(-1)
+            nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1).mean(1)
+            smoothing = [f.label_smoothing for f in loss_fns]
+            if not any(smoothing):
+                return nll
+            classes = outputs.shape[-1]  # torch's order: (1 - e) * nll + smooth * (e / classes)
+            smooth = -logp.sum(-1).mean(1)
+            keep = _values([1 - e for e in smoothing], self.device)
+            return keep * nll + smooth * _values([e / classes for e in smoothing], self.device)
+        error = outputs - targets
+        if isinstance(first, nn.MSELoss):
+            per = error.square()
+        elif isinstance(first, nn.L1Loss):
+            per = error.abs()
+        else:
+            delta = _per_member([f.delta for f in loss_fns], error)
+            size = error.abs()
+            per = torch.where(size < delta, 0.5 * error.square(), delta * (size - 0.5 * delta))
+        return per.flatten(1).mean(1)
+
+    # The optimizer -----------------------------------------------------------------------------
+    def _settings(self) -> dict[str, torch.Tensor]:
+        """The members' optimizer settings that hold for the epoch, one value each."""
+        groups = [t.optimizer.param_groups[0] for t in self.trainers]
+        names = ["weight_decay"]
+        names += ["momentum", "nesterov"] if self.kind is torch.optim.SGD else ["eps"]
+        settings = {name: _values([g[name] for g in groups], self.device) for name in names}
+        if self.kind is not torch.optim.SGD:  # 1 - beta in double, then float32, as torch has it
+            settings["beta2"] = _values([g["betas"][1] for g in groups], self.device)
+            settings["1-beta1"] = _values([1 - g["betas"][0] for g in groups], self.device)
+            settings["1-beta2"] = _values([1 - g["betas"][1] for g in groups], self.device)
+        return settings
+
+    def _stack_state(self, stacked: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """Each parameter's optimizer state, stacked; zeros where a member has none yet (a
+        momentum buffer of zeros takes the first gradient exactly as torch's clone does)."""
+        names = ("momentum_buffer",) if self.kind is torch.optim.SGD else ("exp_avg", "exp_avg_sq")
+        own = [[t.optimizer.state.get(p, {}) for p in ps] for t, ps in self._members()]
+        state = [
+            {
+                name: torch.stack(
+                    [_or_zeros(own[k][i].get(name), self.params[k][i]) for k in range(len(own))]
+                )
+                for name in names
+            }
+            for i in range(len(stacked))
+        ]
+        # Adam's steps so far, per member (torch keeps one count per parameter, all equal)
+        self.steps = [float(member[0].get("step", 0)) if member else 0.0 for member in own]
+        return state
+
+    def _step(self, stacked: list[torch.Tensor], state: list[dict[str, torch.Tensor]]) -> None:
+        """One optimizer step of every member: torch's formulas, with each member's settings."""
+        settings = self.settings
+        groups = [t.optimizer.param_groups[0] for t in self.trainers]
+        rates = [g["lr"] for g in groups]
+        lr = _values(rates, self.device)
+        if self.kind is not torch.optim.SGD:  # torch's scalars, computed in double as torch does
+            self.steps = [s + 1 for s in self.steps]
+            betas = [g["betas"] for g in groups]
+            step_size = _values(
+                [r / (1 - b1**s) for r, (b1, _), s in zip(rates, betas, self.steps, strict=True)],
+                self.device,
+            )
+            root2 = _values(
+                [(1 - b2**s) ** 0.5 for (_, b2), s in zip(betas, self.steps, strict=True)],
+                self.device,
+            )
+            shrink = _values(
+                [1 - r * g["weight_decay"] for r, g in zip(rates, groups, strict=True)], self.device
+            )
+        for p, entry in zip(stacked, state, strict=True):
+
+            def like(values: torch.Tensor, p: torch.Tensor = p) -> torch.Tensor:
+                return values.view(-1, *([1] * (p.dim() - 1)))
+
+            grad, decay = p.grad, like(settings["weight_decay"])
+            if self.kind is torch.optim.SGD:
+                if settings["weight_decay"].any():
+                    grad = grad + decay * p
+                momentum = like(settings["momentum"])
+                buffer = entry["momentum_buffer"].mul_(momentum).add_(grad)
+                nesterov = like(settings["nesterov"]) > 0
+                update = torch.where(nesterov, grad + momentum * buffer, buffer)
+                p.sub_(like(lr) * torch.where(momentum == 0, grad, update))
+                continue
+            if self.kind is torch.optim.AdamW:
+                p.mul_(like(shrink))
+            elif settings["weight_decay"].any():
+                grad = grad + decay * p
+            entry["exp_avg"].lerp_(grad, like(settings["1-beta1"]))
+            entry["exp_avg_sq"].mul_(like(settings["beta2"])).addcmul_(
+                grad * like(settings["1-beta2"]), grad
+            )
+            denom = (entry["exp_avg_sq"].sqrt() / like(root2)).add_(like(settings["eps"]))
+            p.sub_(like(step_size) * (entry["exp_avg"] / denom))
+
+    def _hand_back(self, stacked: list[torch.Tensor], state: list[dict[str, torch.Tensor]]) -> None:
+        """Each member's weights and optimizer state back into its own model and optimizer."""
+        with torch.no_grad():
+            for k, (trainer, member) in enumerate(self._members()):
+                momentum = trainer.optimizer.param_groups[0].get("momentum")
+                for p, own, entry in zip(stacked, member, state, strict=True):
+                    own.copy_(p[k])
+                    kept = trainer.optimizer.state[own]
+                    if self.kind is not torch.optim.SGD:
+                        kept["step"] = torch.tensor(self.steps[k], dtype=torch.float32)
+                        kept["exp_avg"] = entry["exp_avg"][k].clone()
+                        kept["exp_avg_sq"] = entry["exp_avg_sq"][k].clone()
+                    elif momentum:
+                        kept["momentum_buffer"] = entry["momentum_buffer"][k].clone()
+
+    def _members(self) -> list[tuple[Trainer, list[torch.Tensor]]]:
+        return list(zip(self.trainers, self.params, strict=True))
+
+
+def _layers(model: nn.Module) -> list[nn.Module] | None:
+    """The model's layers in order, when it is a (nested) Sequential of fusable layers."""
+    if not isinstance(model, nn.Sequential):
+        return None
+    layers: list[nn.Module] = []
+    for layer in model:
+        if isinstance(layer, nn.Sequential):
+            inner = _layers(layer)
+            if inner is None:
+                return None
+            layers += inner
+        elif isinstance(layer, nn.Conv1d | nn.Conv2d):
+            if layer.groups != 1 or layer.padding_mode != "zeros":
+                return None
+            layers.append(layer)
+        elif type(layer) in (
+            nn.Linear,
+            nn.Flatten,
+            nn.Unflatten,
+            nn.Dropout,
+            *_POOLS,
+            *_ELEMENTWISE,
+        ):
+            layers.append(layer)
+        else:
+            return None
+    return layers
+
+
+def _layer_key(layer: nn.Module) -> str:
+    """A layer's type and shape-making settings (a dropout's rate is the member's own)."""
+    return "Dropout" if isinstance(layer, nn.Dropout) else repr(layer)
+
+
+def _fingerprint(trainer: Trainer) -> str:
+    """The training data's identity (members must train on the same samples); kept per trainer."""
+    cached = getattr(trainer, "_fused_fingerprint", None)
+    if cached is None:
+        digest = hashlib.blake2b(digest_size=16)
+        for tensor in (trainer._inputs, trainer._targets):
+            digest.update(str((tensor.dtype, tuple(tensor.shape))).encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        cached = trainer._fused_fingerprint = digest.hexdigest()
+    return cached
+
+
+def _batch_hooks(trainer: Trainer) -> list[Callback]:
+    """The member's callbacks that act after each batch (most act only per epoch)."""
+    return [h for h in trainer.callbacks if type(h).on_batch_end is not Callback.on_batch_end]
+
+
+def _values(values: Sequence[Any], device: torch.device) -> torch.Tensor:
+    """One value per member, as float32 on the device."""
+    return torch.tensor([float(v) for v in values], dtype=torch.float32, device=device)
+
+
+def _per_member(values: Sequence[Any], like: torch.Tensor) -> torch.Tensor:
+    """One value per member, shaped to broadcast over a stacked tensor like ``like``."""
+    return _values(values, like.device).view(-1, *([1] * (like.dim() - 1)))
+
+
+def _or_zeros(value: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(like) if value is None else value
