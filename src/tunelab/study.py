@@ -717,7 +717,7 @@ class _Run:
         known = self.view.find(trial.number)
         if known is not None:
             trial = replace(trial, intermediate=known.intermediate)
-        self.view.put(trial)
+        self.view.put(trial, trial.revision)  # the claim's own revision: no re-read for it
         return trial
 
     def start_queued(self, trial: FrozenTrial) -> TrialTask | None:
