@@ -11,8 +11,10 @@ reported without the pause.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from tunelab.nn.callbacks import Callback, EarlyStopping, TrialReporter
@@ -23,7 +25,7 @@ from tunelab.nn.splits import Fold
 from tunelab.nn.train import TRAINING_DEFAULTS, Trainer, evaluate
 from tunelab.trial import Trial
 
-__all__ = ["TrialRunner", "early_stopping"]
+__all__ = ["TrialRunner", "TrialTraining", "early_stopping"]
 
 
 class TrialRunner:
@@ -81,12 +83,35 @@ class TrialRunner:
             The metrics of the best epoch when early stopping restores the best weights, else
             of the last epoch (at a pause: of the epoch it paused after).
         """
+        training = self.start(trial, config, params, fold)
+        while not training.over:
+            training.trainer.run_epoch()
+            training.after_epoch()
+        return training.result()
+
+    def start(
+        self,
+        trial: Trial,
+        config: Mapping[str, Any],
+        params: Mapping[str, Any],
+        fold: Fold,
+        own_generator: bool = False,
+    ) -> TrialTraining:
+        """A trial's training, built and (when resumed) loaded from its checkpoint, before its
+        next epoch: :meth:`run` steps it to its end; a fused executor steps many at once.
+
+        Args:
+            own_generator: dropout draws from a generator of the trainer's own, not torch's
+                global one (fused training: several trainers share a process).
+        """
 
         def fresh() -> tuple[Trainer, EarlyStopping | None]:
             stopper = early_stopping(config)
             callbacks = [*self.callbacks, TrialReporter(trial, stop_on_pause=False)]
             hooks = [stopper, *callbacks] if stopper is not None else callbacks
             trainer, _ = self.trainer(config, params, trial.seed, fold.train, fold.val, hooks)
+            if own_generator:
+                trainer.generator = torch.Generator(trainer.device)
             return trainer, stopper
 
         trial.final_step = config["epochs"]
@@ -98,11 +123,7 @@ class TrialRunner:
             except (KeyError, ValueError, RuntimeError, TypeError) as exc:
                 trial.restart(f"the checkpoint does not fit this training ({exc})")
                 trainer, stopper = fresh()
-        if not _train(trainer, trial):
-            return trainer.history[-1]
-        if stopper is not None and stopper.restore_best_weights and stopper.best_epoch_:
-            return trainer.history[stopper.best_epoch_ - 1]
-        return trainer.history[-1]
+        return TrialTraining(trial, trainer, stopper)
 
     def epochs_kept(
         self, config: Mapping[str, Any], params: Mapping[str, Any], seed: int, fold: Fold
@@ -179,16 +200,46 @@ class TrialRunner:
         return trainer, prep
 
 
-def _train(trainer: Trainer, trial: Trial | None = None) -> bool:
-    """Run ``trainer`` to its end and finish it; False when ``trial`` was paused on the way (its
-    checkpoint is then saved, and the training is not finished: it goes on when resumed)."""
+@dataclass
+class TrialTraining:
+    """One trial's training, stepped an epoch at a time: after each epoch :meth:`after_epoch`
+    saves a checkpoint if the scheduler paused the trial; once :attr:`over`, :meth:`result`
+    finishes the training and gives the trial's metrics."""
+
+    trial: Trial
+    trainer: Trainer
+    stopper: EarlyStopping | None
+    paused: bool = False
+
+    @property
+    def over(self) -> bool:
+        """True once the training ended (its epochs, early stopping, a STOP) or was paused."""
+        return self.paused or self.trainer.done
+
+    def after_epoch(self) -> None:
+        """Keep a paused trial's state (it resumes from here, in this process or another)."""
+        if self.trial.should_pause():
+            self.trial.save_checkpoint(self.trainer.state_dict())
+            self.paused = True
+
+    def result(self) -> dict[str, float]:
+        """The metrics of the best epoch when early stopping restores the best weights, else of
+        the last (of the epoch it paused after, when paused)."""
+        history = self.trainer.history
+        if self.paused:
+            return history[-1]
+        self.trainer.finish()
+        stopper = self.stopper
+        if stopper is not None and stopper.restore_best_weights and stopper.best_epoch_:
+            return history[stopper.best_epoch_ - 1]
+        return history[-1]
+
+
+def _train(trainer: Trainer) -> None:
+    """Run ``trainer`` to its end and finish it."""
     while not trainer.done:
         trainer.run_epoch()
-        if trial is not None and trial.should_pause():
-            trial.save_checkpoint(trainer.state_dict())
-            return False
     trainer.finish()
-    return True
 
 
 def early_stopping(config: Mapping[str, Any]) -> EarlyStopping | None:
