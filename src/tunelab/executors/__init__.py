@@ -9,6 +9,7 @@ from typing import Any
 from tunelab._params import build_named
 from tunelab.errors import SpecError
 from tunelab.executors.base import Executor, TrialOutcome, TrialTask, run_trial
+from tunelab.executors.fused import FusedExecutor
 from tunelab.executors.inline import InlineExecutor
 from tunelab.executors.processes import ProcessExecutor, available_cores
 from tunelab.executors.ray import RayExecutor
@@ -19,6 +20,7 @@ __all__ = [
     "Benchmark",
     "SimulatedExecutor",
     "Executor",
+    "FusedExecutor",
     "InlineExecutor",
     "ProcessExecutor",
     "RayExecutor",
@@ -32,6 +34,7 @@ __all__ = [
 logger = logging.getLogger("tunelab")
 
 EXECUTORS: dict[str, type[Executor]] = {
+    "fused": FusedExecutor,
     "inline": InlineExecutor,
     "processes": ProcessExecutor,
     "ray": RayExecutor,

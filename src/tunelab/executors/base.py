@@ -15,7 +15,7 @@ from tunelab.clock import Clock, RealClock
 from tunelab.errors import StorageUnavailable, TrialDiverged, TrialPruned, TrialTimeout
 from tunelab.trial import Decision, Reporter, Trial, TrialState
 
-__all__ = ["Executor", "TrialOutcome", "TrialTask", "run_trial"]
+__all__ = ["Executor", "TrialOutcome", "TrialTask", "make_trial", "run_trial", "trial_outcome"]
 
 Objective = Callable[[Trial], Any]
 
@@ -91,9 +91,19 @@ def run_trial(
     """Run the objective on one task and classify how it ended; never raises for trial errors.
 
     A trial whose last decision was PAUSE and that returned is PAUSED; STOP makes it PRUNED."""
+    trial = make_trial(task, reporter, clock)
+    try:
+        result = objective(trial)
+    except Exception as exc:  # noqa: BLE001 - classified below, and the study goes on
+        return trial_outcome(task, trial, error=exc)
+    return trial_outcome(task, trial, result)
+
+
+def make_trial(task: TrialTask, reporter: Reporter, clock: Clock | None = None) -> Trial:
+    """The :class:`~tunelab.trial.Trial` handle of a task; its time limit starts now."""
     clock = clock or RealClock()
     deadline = clock.now() + task.timeout_s if task.timeout_s else None
-    trial = Trial(
+    return Trial(
         task.number,
         task.params,
         task.seed,
@@ -103,29 +113,48 @@ def run_trial(
         task.resumed_from,
         clock.now,
     )
-    state, result, error = TrialState.COMPLETE, None, None
-    try:
-        result = _plain_result(objective(trial))
+
+
+def trial_outcome(
+    task: TrialTask, trial: Trial, result: Any = None, error: BaseException | None = None
+) -> TrialOutcome:
+    """How a trial ended: what it returned (made plain) or the error it raised, classified.
+
+    For executors that run an objective's work themselves (fused training) as for
+    :func:`run_trial`: a return after a PAUSE is PAUSED, after a STOP PRUNED; TrialPruned is
+    PRUNED; a time limit, a divergence or any other error FAILED with its reason (a traceback
+    for errors of user code). A storage that stays unreachable is raised: the study stops.
+    """
+    state = TrialState.COMPLETE
+    if error is None:
+        try:
+            result = _plain_result(result)
+        except TypeError as exc:
+            error = exc
+    if isinstance(error, StorageUnavailable):
+        raise error
+    if error is None:
         if trial.decision is Decision.PAUSE:
             state = TrialState.PAUSED
         elif trial.decision is Decision.STOP:
             state = TrialState.PRUNED
-    except TrialPruned:
-        state = TrialState.PRUNED
-    except TrialTimeout as exc:
-        state, error = TrialState.FAILED, f"timed out: {exc}"
-    except TrialDiverged as exc:
-        state, error = TrialState.FAILED, str(exc)
-    except StorageUnavailable:
-        raise  # the driver's storage, not the trial, failed: the study stops and says so
-    except Exception:  # noqa: BLE001 - any failure of user code is recorded, and the study goes on
-        state, error = TrialState.FAILED, traceback.format_exc()
+        message = None
+    else:
+        result = None
+        if isinstance(error, TrialPruned):
+            state, message = TrialState.PRUNED, None
+        elif isinstance(error, TrialTimeout):
+            state, message = TrialState.FAILED, f"timed out: {error}"
+        elif isinstance(error, TrialDiverged):
+            state, message = TrialState.FAILED, str(error)
+        else:
+            state, message = TrialState.FAILED, "".join(traceback.format_exception(error))
     return TrialOutcome(
         task,
         state,
         result,
         trial.last_metrics or None,
-        error,
+        message,
         trial.checkpoint_step,
         tuple(trial.warnings),
         dict(trial.user_attrs),

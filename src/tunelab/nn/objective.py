@@ -32,7 +32,7 @@ from tunelab.nn.metrics import METRICS
 from tunelab.nn.models import ModelBuilder
 from tunelab.nn.optimizers import LOSSES
 from tunelab.nn.provider import DataProvider
-from tunelab.nn.runner import TrialRunner
+from tunelab.nn.runner import TrialRunner, TrialTraining
 from tunelab.nn.splits import Fold, HoldoutSplitter, KFoldSplitter, Splits, Splitter
 from tunelab.nn.train import _LOSS_OPTIONS, _OPTIMIZER_OPTIONS
 from tunelab.space import Space
@@ -191,14 +191,28 @@ class NetworkObjective:
 
         With k-fold validation the trial trains its folds in turn and reports once per fold
         (see :func:`~tunelab.nn.cross_validate`)."""
+        config, given, splits = self._prepare(trial)
+        if len(splits.folds) > 1:
+            return cross_validate(self._runner(), trial, config, given, splits.folds)
+        return self._runner().run(trial, config, given, splits.folds[0])
+
+    def training(self, trial: Trial) -> TrialTraining | None:
+        """The trial's training before its next epoch, for an executor that steps many trials
+        at once (:class:`~tunelab.executors.FusedExecutor`); None under k-fold validation,
+        whose trials train their folds in turn. Dropout draws from the trainer's own generator,
+        seeded as torch's would be, so the trial trains as it would under :meth:`__call__`."""
+        config, given, splits = self._prepare(trial)
+        if len(splits.folds) > 1:
+            return None
+        return self._runner().start(trial, config, given, splits.folds[0], own_generator=True)
+
+    def _prepare(self, trial: Trial) -> tuple[dict[str, Any], dict[str, Any], Splits]:
         config, given = self.resolver.resolve(trial.params)
-        splits, fold = self._data()
+        splits, _ = self._data()
         self._check_config_monitor(config, trial.params)
         # CPU kernels sum in an order that depends on the thread count: kept to reproduce with
         trial.set_user_attr("torch_threads", torch.get_num_threads())
-        if len(splits.folds) > 1:
-            return cross_validate(self._runner(), trial, config, given, splits.folds)
-        return self._runner().run(trial, config, given, fold)
+        return config, given, splits
 
     def final_fit(
         self,

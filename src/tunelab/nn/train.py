@@ -215,7 +215,9 @@ class Trainer:
         """
         with _deterministic(self.device):
             order = self.begin_epoch()
-            return self.end_epoch(self._train_epoch(order))
+            with _drawing_from(self.generator):
+                train_logs = self._train_epoch(order)
+            return self.end_epoch(train_logs)
 
     def begin_epoch(self) -> torch.Tensor:
         """The start of :meth:`run_epoch`, for a loop that trains the batches itself (fused
@@ -657,6 +659,23 @@ def _deterministic(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+@contextlib.contextmanager
+def _drawing_from(generator: torch.Generator | None) -> Iterator[None]:
+    """Let ``nn.Dropout`` (which draws from torch's global CPU generator) draw from ``generator``
+    for the block: a trainer with a generator of its own draws the same masks whether it trains
+    alone or fused (:mod:`tunelab.nn.fused`), and leaves the global one as it found it."""
+    if generator is None or generator.device.type != "cpu":
+        yield
+        return
+    outside = torch.get_rng_state()
+    torch.set_rng_state(generator.get_state())
+    try:
+        yield
+    finally:
+        generator.set_state(torch.get_rng_state())
+        torch.set_rng_state(outside)
 
 
 def _as_device(device: str | torch.device) -> torch.device:
