@@ -149,3 +149,30 @@ def ticking(trial):
         (markers / f"tick-{trial.number}").write_text(str(time.time()))
         time.sleep(0.1)
     return 1.0
+
+
+def branching(trial):
+    """Define-by-run, Optuna's way: a branch suggests its own parameters."""
+    kind = trial.suggest_categorical("kind", ["quad", "abs"])
+    if kind == "quad":
+        x = trial.suggest_float("x", -10.0, 10.0)
+        return (x - 2.0) ** 2
+    y = trial.suggest_int("y", -10, 10)
+    return abs(y - 3) + 0.5
+
+
+def suggesting_curve(trial):
+    """Suggests a rate, then reports Optuna's way (``report(value, step)``) and pauses or stops
+    when told, keeping a checkpoint, so a resumed run must suggest the same rate."""
+    rate = trial.suggest_float("rate", 0.1, 1.0, log=True)
+    state = trial.load_checkpoint() or {}
+    if state:
+        assert state["rate"] == rate, "a resumed trial suggested another rate"
+    for step in range((trial.resumed_from or 0) + 1, 10):
+        trial.report(1 - (1 - rate) ** step, step)
+        if trial.should_pause():
+            trial.save_checkpoint({"rate": rate})
+            return None
+        if trial.should_prune():
+            break
+    return 1 - (1 - rate) ** trial.last_step

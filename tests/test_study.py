@@ -420,7 +420,7 @@ def test_finite_strategies_need_no_budget_and_others_say_so(url):
 def test_executors_are_named_like_strategies(url):
     from tunelab.executors import EXECUTORS, ProcessExecutor, make_executor
 
-    assert set(EXECUTORS) == {"inline", "processes", "ray", "simulated"}
+    assert set(EXECUTORS) == {"fused", "inline", "processes", "ray", "simulated"}
     assert make_executor("processes", n_workers=3).get_params()["n_workers"] == 3
     with pytest.raises(SpecError, match="executor: 'processes' has no option 'n_worker'; did you"):
         make_executor("processes", n_worker=3)
@@ -769,3 +769,50 @@ def test_the_python_section_of_the_readme_runs(tmp_path, capsys, monkeypatch):
         exec(compile(block, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert "{'x': " in out and "params_x" in out
+
+
+def test_define_by_run_learns_the_space_from_the_suggestions(url):
+    """No space declared: the first trial draws its own answers; later ones are proposed in the
+    space learned from the suggestions, each trial keeping only what it suggested."""
+    for strategy in ("random", "bayes"):
+        study = Study(f"dbr-{strategy}", storage=url, direction="minimize", strategy=strategy)
+        study.optimize(objectives.branching, n_trials=14)
+        trials = study.trials
+        assert [t.state for t in trials] == [TrialState.COMPLETE] * 14
+        assert trials[0].proposal == {} and trials[-1].proposal
+        for trial in trials:
+            branch = {"quad": {"kind", "x"}, "abs": {"kind", "y"}}[trial.params["kind"]]
+            assert set(trial.params) == branch and set(trial.attrs["distributions"]) == branch
+        assert {t.params["kind"] for t in trials} == {"quad", "abs"}
+        assert study.best_value < 1.5
+
+
+def test_declared_and_suggested_parameters_mix(url):
+    def objective(trial):
+        y = trial.suggest_float("y", 0.0, 1.0)
+        return (trial.params["x"] - 1) ** 2 + y
+
+    study = Study("mixed", storage=url, direction="minimize", seed=0)
+    study.optimize(objective, X, trials=6)
+    assert all(set(t.params) == {"x", "y"} for t in study.trials)
+    assert all(-5 <= t.params["x"] <= 5 and 0 <= t.params["y"] <= 1 for t in study.trials)
+
+
+def test_define_by_run_in_worker_processes_and_through_pauses(url):
+    from tunelab.schedulers import ASHAScheduler
+
+    asha = ASHAScheduler(min_resource=1, max_resource=9, reduction_factor=3)
+    study = Study("dbr-asha", storage=url, scheduler=asha, seed=0, metric="value")
+    study.optimize(objectives.suggesting_curve, n_trials=9, workers=2)
+    trials = study.trials
+    assert all(set(t.params) == {"rate"} for t in trials)
+    resumed = [t for t in trials if (t.last_step or 0) > 1]
+    assert resumed and all(t.state is not TrialState.FAILED for t in trials), [
+        t.error for t in trials if t.error
+    ]
+
+
+def test_a_grid_needs_a_declared_space(url):
+    study = Study("g", storage=url, strategy="grid")
+    with pytest.raises(SpecError, match="strategy: a grid needs a declared space"):
+        study.optimize(objectives.branching, n_trials=2)

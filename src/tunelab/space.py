@@ -20,7 +20,18 @@ import numpy as np
 
 from tunelab.errors import SpaceError
 
-__all__ = ["Categorical", "Condition", "Float", "Int", "Param", "Ranged", "Space"]
+__all__ = [
+    "Categorical",
+    "Condition",
+    "Float",
+    "Int",
+    "Param",
+    "Ranged",
+    "Space",
+    "learned_space",
+    "param_from_dict",
+    "param_to_dict",
+]
 
 _OPERATORS = {
     "eq": operator.eq,
@@ -542,3 +553,40 @@ def _describe(param: Param, config: Mapping[str, Any] | None = None) -> str:
         param = param.range_for(config)
     kind = "integers" if isinstance(param, Int) else "range"
     return f"the {kind} [{param.low}, {param.high}]"
+
+
+def param_to_dict(param: Param) -> dict[str, Any]:
+    """A plain description of a Float, Int or Categorical (a define-by-run trial's suggestion,
+    stored with the trial); :func:`param_from_dict` reads it back."""
+    if isinstance(param, Categorical):
+        return {"type": "categorical", "choices": [_plain(c) for c in param.choices]}
+    kind = "int" if isinstance(param, Int) else "float"
+    return {
+        "type": kind,
+        "low": param.low,
+        "high": param.high,
+        "log": param.log,
+        "step": param.step,
+    }
+
+
+def param_from_dict(described: Mapping[str, Any]) -> Param:
+    if described["type"] == "categorical":
+        return Categorical(list(described["choices"]))
+    kind = Int if described["type"] == "int" else Float
+    return kind(described["low"], described["high"], log=described["log"], step=described["step"])
+
+
+def learned_space(
+    declared: Space | None, distributions: Mapping[str, Mapping[str, Any]]
+) -> Space | None:
+    """The space a define-by-run search proposes in: the parameters the objective suggested so
+    far (their latest ranges), and the declared ones, which win. None while both are empty.
+
+    The learned parameters have no conditions: one the objective did not suggest in a trial (a
+    branch it did not take) is absent from that trial's params, which the strategies read as
+    inactive; proposed but not suggested, it is simply not used."""
+    if not distributions:
+        return declared
+    params = {name: param_from_dict(d) for name, d in distributions.items()}
+    return Space({**params, **(dict(declared) if declared is not None else {})})

@@ -29,7 +29,7 @@ from tunelab.executors import Executor, TrialOutcome, TrialTask, executor_for, m
 from tunelab.executors.base import Objective
 from tunelab.readers import best_trial, state_counts
 from tunelab.schedulers import SCHEDULERS, Scheduler, StudyView, make_scheduler
-from tunelab.space import Space
+from tunelab.space import Space, learned_space
 from tunelab.storage import (
     Storage,
     StorageUnavailable,
@@ -380,7 +380,7 @@ class Study:
     def optimize(
         self,
         objective: Objective,
-        space: Space | Mapping[str, Any],
+        space: Space | Mapping[str, Any] | None = None,
         trials: int | None = None,
         minutes: float | None = None,
         workers: int = 1,
@@ -395,7 +395,10 @@ class Study:
         Args:
             objective: ``f(trial) -> float | dict[str, float] | None``; None means "use the last
                 reported value of the metric".
-            space: a Space, or a mapping of names to Float / Int / Categorical.
+            space: a Space, or a mapping of names to Float / Int / Categorical; None when the
+                objective asks for its parameters as it runs (``trial.suggest_float(...)``,
+                define-by-run, as in Optuna). Both mix: the declared parameters, and the ones
+                the objective suggests, which the study learns from the trials that ran.
             trials: the study's total trial budget, counted across runs and processes (as a
                 spec's ``budget.trials``), so a resumed study tops up to the total and re-running
                 a finished one runs nothing (it logs one line saying so).
@@ -433,7 +436,14 @@ class Study:
                 "give trials and/or minutes, or the search never ends "
                 "(trials: the study's total; n_trials: how many this call starts)",
             )
-        space = space if isinstance(space, Space) else Space(space)
+        if space is not None and not isinstance(space, Space):
+            space = Space(space)
+        if space is None and type(self.strategy).__name__ == "GridSearch":
+            raise SpecError(
+                "strategy",
+                "a grid needs a declared space: pass space={name: Categorical([...]), ...}, or "
+                "use random or bayes with parameters the objective suggests",
+            )
         logged = LoggingListener(lambda: best_trial(self._view.trials, self.direction))
         listeners = [logged, *map(as_listener, callbacks)]
         run = _Run(self, space, trials, minutes, trial_timeout, listeners)
@@ -628,7 +638,7 @@ class _Run:
     def __init__(
         self,
         study: Study,
-        space: Space,
+        declared: Space | None,
         max_trials: int | None,
         minutes: float | None,
         trial_timeout: float | None,
@@ -637,7 +647,10 @@ class _Run:
         self.study = study
         self.storage = study.storage
         self.clock = study.clock
-        self.space = space
+        self.declared = declared
+        # define-by-run: what the objective suggested, by name (the latest range of each)
+        self.distributions: dict[str, dict[str, Any]] = {}
+        self._space: tuple[Space | None] | None = (declared,)
         self.max_trials = max_trials
         self.deadline = self.clock.now() + 60 * minutes if minutes else None
         self.trial_timeout = trial_timeout
@@ -656,8 +669,29 @@ class _Run:
         self._heartbeat = _Heartbeat(self.storage, lambda: list(self.by_number.values()))
 
     # The loop ------------------------------------------------------------------------------------
+    @property
+    def space(self) -> Space | None:
+        """The space proposals are made in: the declared one, and what the objective suggested
+        (define-by-run). None until there is either."""
+        if self._space is None:
+            self._space = (learned_space(self.declared, self.distributions),)
+        return self._space[0]
+
+    def learn(self, distributions: Mapping[str, Mapping[str, Any]]) -> None:
+        """Take in the ranges a trial suggested; the space is rebuilt when one is new."""
+        for name, described in distributions.items():
+            if self.distributions.get(name) != described:
+                self.distributions[name] = dict(described)
+                self._space = None
+
+    def learn_all(self, trials: Sequence[FrozenTrial]) -> None:
+        """Take in what every trial suggested (this process's or others')."""
+        for trial in trials:
+            self.learn(trial.attrs.get("distributions") or {})
+
     def loop(self, objective: Objective, executor: Executor) -> None:
         self.view.sync(force=True)
+        self.learn_all(self.view.trials)
         self.requeue_dead()
         executor.start(objective, self.clock)
         if self.reproducible:  # W: the slots a started executor has (a cluster's, say)
@@ -674,6 +708,7 @@ class _Run:
                 self.record(outcome)
             if self.clock.now() - last_check > HEARTBEAT_INTERVAL_S:
                 self.view.sync(force=True)
+                self.learn_all(self.view.trials)
                 self.requeue_dead()
                 last_check = self.clock.now()
 
@@ -727,7 +762,7 @@ class _Run:
         trial = self.claimed(trial)
         seed = trial.seed if trial.seed is not None else trial_seed(self.study.seed, trial.number)
         try:
-            params = self.space.validate(trial.params)
+            params = self.validate_queued(trial.params)
         except SpecError as exc:
             self.by_number[trial.number] = trial.id
             self.started += 1
@@ -739,6 +774,13 @@ class _Run:
             trial = replace(trial, params=params, seed=seed, proposal=proposal)
             self.view.put(trial, revision)
         return self.task_for(trial)
+
+    def validate_queued(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """A queued config checked against the declared space; without one (define-by-run)
+        its values are checked when the objective suggests them."""
+        if self.declared is None:
+            return dict(params)
+        return self.declared.validate(params)
 
     def resume_paused(self, free: int, tasks: list[TrialTask]) -> bool:
         """Resume the paused trials the scheduler names, while slots are free."""
@@ -770,7 +812,7 @@ class _Run:
             numbers = self.allowed(self.view.next_number, n)
             if not numbers:
                 return False
-            proposals = self.study.strategy.ask(self.space, self.view.trials, numbers)
+            proposals = self.ask(self.view.trials, numbers)
             return self.create(numbers, proposals, tasks)
         progressed = False
         for _ in range(n):
@@ -778,11 +820,18 @@ class _Run:
             if not self.allowed(number, 1) or not self.order.ready(self.view, number):
                 break
             history = self.order.history(self.view.trials, number)
-            proposals = self.study.strategy.ask(self.space, history, [number])
+            proposals = self.ask(history, [number])
             if not self.create([number], proposals, tasks):
                 break
             progressed = True
         return progressed
+
+    def ask(self, history: Sequence[FrozenTrial], numbers: list[int]) -> list[Proposal]:
+        """The strategy's proposals; before any parameter is declared or suggested there is
+        nothing to propose: the objective's first suggestions are drawn as it runs."""
+        if self.space is None:
+            return [Proposal({}) for _ in numbers]
+        return self.study.strategy.ask(self.space, history, numbers)
 
     def allowed(self, first: int, n: int) -> list[int]:
         """The trial numbers from ``first`` (at most ``n``) the budget still allows, so the
@@ -858,6 +907,7 @@ class _Run:
             str(self.study.trial_dir(trial.number)),
             self.trial_timeout,
             checkpoint.get("step"),
+            self.study.metric,
         )
 
     # Reports and outcomes ------------------------------------------------------------------------
@@ -897,11 +947,16 @@ class _Run:
     def record(self, outcome: TrialOutcome) -> None:
         task = outcome.task
         attrs: dict[str, Any] = {"warnings": list(outcome.warnings)} if outcome.warnings else {}
+        params = None
+        if outcome.distributions:  # define-by-run: the params it chose, and their ranges
+            self.learn(outcome.distributions)
+            attrs["distributions"] = outcome.distributions
+            params = self.ran_with(task.number, outcome)
         if outcome.user_attrs:  # a resumed trial adds to what its earlier runs kept
             kept = self.view.get(task.number).user_attrs
             attrs["user_attrs"] = {**kept, **outcome.user_attrs}
         if outcome.state is TrialState.PAUSED:
-            self.pause(task.number, outcome, attrs)
+            self.pause(task.number, outcome, attrs, params)
             return
         if outcome.state is TrialState.FAILED:
             self.finish(
@@ -910,6 +965,7 @@ class _Run:
                 metrics=outcome.last_metrics,
                 error=outcome.error,
                 attrs=attrs,
+                params=params,
             )
             return
         try:
@@ -921,6 +977,7 @@ class _Run:
                 metrics=outcome.last_metrics,
                 error=str(exc),
                 attrs=attrs,
+                params=params,
             )
             return
         if outcome.state is TrialState.COMPLETE and not math.isfinite(value):
@@ -931,9 +988,17 @@ class _Run:
                 metrics,
                 error=f"diverged: {self.study.metric} is {value}",
                 attrs=attrs,
+                params=params,
             )
             return
-        self.finish(task.number, outcome.state, value, metrics, attrs=attrs)
+        self.finish(task.number, outcome.state, value, metrics, attrs=attrs, params=params)
+
+    def ran_with(self, number: int, outcome: TrialOutcome) -> dict[str, Any]:
+        """The params a define-by-run trial ran with: the declared ones it was given and what it
+        suggested (proposed values of branches it did not take are dropped)."""
+        given = self.view.get(number).params or {}
+        declared = self.declared or {}
+        return {**{k: v for k, v in given.items() if k in declared}, **outcome.suggested}
 
     def value_of(self, outcome: TrialOutcome) -> tuple[float | None, dict[str, float]]:
         metric, result = self.study.metric, outcome.result
@@ -953,7 +1018,13 @@ class _Run:
             )
         return metrics[metric], metrics
 
-    def pause(self, number: int, outcome: TrialOutcome, attrs: dict[str, Any]) -> None:
+    def pause(
+        self,
+        number: int,
+        outcome: TrialOutcome,
+        attrs: dict[str, Any],
+        params: dict[str, Any] | None = None,
+    ) -> None:
         """Record a paused trial with where it can resume from (its checkpoint, if it saved one)."""
         trial = self.view.get(number)
         if outcome.checkpoint_step is not None:
@@ -970,10 +1041,16 @@ class _Run:
         attrs["stopped"] = self.stop_reason(number, TrialState.PAUSED)
         self.by_number.pop(number, None)
         try:
-            revision = self.storage.pause_trial(trial.id, self.owner, attrs)
+            revision = self.storage.pause_trial(trial.id, self.owner, attrs, params)
         except TrialStateError:  # taken over by another process meanwhile
             return
-        trial = replace(trial, state=TrialState.PAUSED, owner=None, attrs={**trial.attrs, **attrs})
+        trial = replace(
+            trial,
+            state=TrialState.PAUSED,
+            owner=None,
+            attrs={**trial.attrs, **attrs},
+            params=trial.params if params is None else params,
+        )
         self.view.put(trial, revision)
         for listener in self.listeners:
             listener.trial_paused(self.study, trial)
@@ -986,6 +1063,7 @@ class _Run:
         metrics: Mapping[str, float] | None = None,
         error: str | None = None,
         attrs: Mapping[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
     ) -> None:
         trial = self.view.get(number)
         self.by_number.pop(number, None)
@@ -996,7 +1074,7 @@ class _Run:
             attrs = {**(attrs or {}), "stopped": stopped}
         try:
             revision = self.storage.finish_trial(
-                trial.id, state, value, metrics, error, self.owner, attrs
+                trial.id, state, value, metrics, error, self.owner, attrs, params
             )
         except TrialStateError:  # taken over by another process meanwhile: its result counts
             return
@@ -1008,6 +1086,7 @@ class _Run:
             error=error,
             finished_at=self.clock.now(),
             attrs={**trial.attrs, **(attrs or {})},
+            params=trial.params if params is None else params,
         )
         self.view.put(trial, revision)
         for listener in self.listeners:

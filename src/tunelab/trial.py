@@ -5,12 +5,16 @@ from __future__ import annotations
 import enum
 import math
 import time
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunelab.errors import TrialTimeout
+
+if TYPE_CHECKING:  # the space (and numpy) load at the first suggestion, not with storage
+    from tunelab.space import Param
 
 __all__ = ["Decision", "FrozenTrial", "Trial", "TrialState"]
 
@@ -123,6 +127,7 @@ class Trial:
         deadline: float | None = None,
         resumed_from: int | None = None,
         clock: Callable[[], float] = time.time,
+        metric: str = "value",
     ) -> None:
         self.number = number
         self.params = dict(params)
@@ -145,15 +150,23 @@ class Trial:
         #: The step that ends this trial's training (its last epoch), when the objective knows
         #: it: a scheduler's STOP or PAUSE at or past it is moot, so the trial ends COMPLETE.
         self.final_step: int | None = None
+        #: The study's metric: what ``report(value, step)``, Optuna's form, reports.
+        self.metric = metric
+        #: What the objective suggested (define-by-run): name -> the parameter it described.
+        self.distributions: dict[str, Param] = {}
 
-    def report(self, step: int, **metrics: float) -> Decision:
-        """Record metrics at ``step`` (an epoch, say) and learn whether to go on.
+    def report(self, step: float, value: int | None = None, /, **metrics: float) -> Decision:
+        """Record metrics at ``step`` (an epoch, say) and learn whether to go on:
+        ``trial.report(3, val_loss=0.4, val_accuracy=0.9)``. Optuna's form,
+        ``trial.report(value, step)``, reports the study's metric.
 
         The answer is also what :meth:`should_stop` returns until the next report. At or past
         :attr:`final_step` it is always CONTINUE: the training is over, there is nothing left
         to stop or pause. Raises :class:`~tunelab.errors.TrialTimeout` once the trial's time
         limit has passed.
         """
+        if value is not None and not metrics:  # Optuna's report(value, step)
+            step, metrics = value, {self.metric: step}
         if not metrics:
             raise ValueError(
                 "report() needs at least one metric, e.g. trial.report(3, val_loss=0.4)"
@@ -173,6 +186,10 @@ class Trial:
         self._check_deadline()
         return self._decision is not Decision.CONTINUE
 
+    def should_prune(self) -> bool:
+        """Optuna's name for :meth:`should_stop` (then ``raise tunelab.TrialPruned()``)."""
+        return self.should_stop()
+
     def should_pause(self) -> bool:
         """True when the scheduler paused this trial: save a checkpoint and return; the trial
         may be resumed later (``resumed_from`` then says at which step)."""
@@ -190,7 +207,62 @@ class Trial:
             reporter,
             self._deadline,
             clock=self._clock,
+            metric=self.metric,
         )
+
+    # Define-by-run --------------------------------------------------------------------------------
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        """A real number for ``name`` in [low, high] (Optuna's ``suggest_float``), chosen by the
+        study's strategy once it has seen the parameter, at random before.
+
+        Suggestions define the search space as the objective runs: they may depend on earlier
+        answers (a branch suggests its own parameters). A resumed or re-run trial gets the same
+        answers.
+        """
+        from tunelab.space import Float
+
+        return self._suggest(name, Float(low, high, log=log, step=step, name=name))
+
+    def suggest_int(
+        self, name: str, low: int, high: int, *, step: int = 1, log: bool = False
+    ) -> int:
+        """An integer for ``name`` in [low, high], both included (Optuna's ``suggest_int``)."""
+        from tunelab.space import Int
+
+        return self._suggest(
+            name, Int(low, high, log=log, step=None if step == 1 else step, name=name)
+        )
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        """One of ``choices`` for ``name`` (Optuna's ``suggest_categorical``)."""
+        from tunelab.space import Categorical
+
+        return self._suggest(name, Categorical(list(choices), name=name))
+
+    def _suggest(self, name: str, param: Param) -> Any:
+        import numpy as np
+
+        from tunelab.space import _plain
+
+        known = self.distributions.get(name)
+        if known is not None:
+            if known != param:
+                raise ValueError(
+                    f"trial {self.number} suggested {name!r} twice with different ranges "
+                    f"({_shown(known)}, then {_shown(param)}); one name, one range per trial"
+                )
+            return self.params[name]
+        value = self.params.get(name)
+        if name not in self.params or not param.contains(value):
+            # not proposed (new to the study, or outside this range): a draw of its own, the
+            # same whenever this trial runs
+            draw = np.random.default_rng([self.seed, zlib.crc32(name.encode())]).random()
+            value = param.from_unit(draw)
+        self.params[name] = value = _plain(value)
+        self.distributions[name] = param
+        return value
 
     def set_user_attr(self, key: str, value: Any) -> None:
         """Keep a JSON-plain value with the trial (Optuna's ``set_user_attr``); it is stored when
@@ -274,6 +346,12 @@ class Trial:
                 "time limit exceeded"
                 + (f" at step {self.last_step}" if self.last_step is not None else "")
             )
+
+
+def _shown(param: Param) -> str:
+    from tunelab.space import param_to_dict
+
+    return ", ".join(f"{k}={v}" for k, v in param_to_dict(param).items() if k != "type")
 
 
 def is_bad_number(value: float | None) -> bool:

@@ -26,7 +26,8 @@ class TrialTask:
 
     ``timeout_s`` counts from when the trial starts running where it runs (not from when it was
     submitted: a worker process may spend seconds starting). ``resumed_from`` is the step of the
-    checkpoint a resumed trial continues from.
+    checkpoint a resumed trial continues from. ``metric`` is the study's (what Optuna's
+    ``trial.report(value, step)`` reports).
     """
 
     trial_id: int
@@ -36,13 +37,16 @@ class TrialTask:
     directory: str
     timeout_s: float | None = None
     resumed_from: int | None = None
+    metric: str = "value"
 
 
 @dataclass(frozen=True)
 class TrialOutcome:
     """How a trial ended (or paused). ``result`` is what the objective returned, made plain: a
     float or a dict of floats; ``last_metrics`` is its last report, used when it returned nothing;
-    ``checkpoint_step`` the step of the checkpoint it saved (a paused trial resumes there)."""
+    ``checkpoint_step`` the step of the checkpoint it saved (a paused trial resumes there);
+    ``suggested`` the params it chose itself (define-by-run: ``trial.suggest_float``...) and
+    ``distributions`` their ranges, as :func:`~tunelab.space.param_to_dict` describes them."""
 
     task: TrialTask
     state: TrialState
@@ -52,6 +56,8 @@ class TrialOutcome:
     checkpoint_step: int | None = None
     warnings: tuple[str, ...] = ()
     user_attrs: dict[str, Any] = field(default_factory=dict)
+    suggested: dict[str, Any] = field(default_factory=dict)
+    distributions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Executor(ParamsMixin, abc.ABC):
@@ -112,6 +118,7 @@ def make_trial(task: TrialTask, reporter: Reporter, clock: Clock | None = None) 
         deadline,
         task.resumed_from,
         clock.now,
+        task.metric,
     )
 
 
@@ -158,6 +165,19 @@ def trial_outcome(
         trial.checkpoint_step,
         tuple(trial.warnings),
         dict(trial.user_attrs),
+        *_suggestions(trial),
+    )
+
+
+def _suggestions(trial: Trial) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    if not trial.distributions:
+        return {}, {}
+    from tunelab.space import param_to_dict
+
+    names = trial.distributions
+    return (
+        {name: trial.params[name] for name in names},
+        {name: param_to_dict(param) for name, param in names.items()},
     )
 
 

@@ -187,9 +187,16 @@ class Storage(abc.ABC):
         """Record intermediate metrics at ``step`` (a repeated step replaces the earlier one)."""
 
     @abc.abstractmethod
-    def pause_trial(self, trial_id: int, owner: str, attrs: Mapping[str, Any] | None = None) -> int:
+    def pause_trial(
+        self,
+        trial_id: int,
+        owner: str,
+        attrs: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> int:
         """RUNNING -> PAUSED: reports kept, owner cleared, ``attrs`` merged into the trial's
-        (where its checkpoint is, why it paused), so any process can resume it later."""
+        (where its checkpoint is, why it paused), so any process can resume it later; ``params``,
+        when given, replace the trial's (what a define-by-run trial chose as it ran)."""
 
     @abc.abstractmethod
     def finish_trial(
@@ -201,9 +208,11 @@ class Storage(abc.ABC):
         error: str | None = None,
         owner: str | None = None,
         attrs: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> int:
         """Mark a trial COMPLETE, PRUNED or FAILED, with its final value, metrics or error text,
-        and ``attrs`` merged into its attributes. A RUNNING trial needs its ``owner``."""
+        and ``attrs`` merged into its attributes; ``params``, when given, replace the trial's.
+        A RUNNING trial needs its ``owner``."""
 
     @abc.abstractmethod
     def set_trial_attr(self, trial_id: int, key: str, value: Any, owner: str | None = None) -> int:

@@ -258,6 +258,10 @@ def _loads_all(texts: Iterable[str | None]) -> list[Any]:
     return json.loads("[" + ",".join("null" if text is None else text for text in texts) + "]")
 
 
+def _params_value(params: Mapping[str, Any] | None) -> dict[str, str]:
+    return {} if params is None else {"params": _dumps(dict(params))}
+
+
 def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
@@ -871,11 +875,16 @@ class SQLStorage(Storage):
 
         return self._transaction(write)
 
-    def pause_trial(self, trial_id: int, owner: str, attrs: Mapping[str, Any] | None = None) -> int:
+    def pause_trial(
+        self,
+        trial_id: int,
+        owner: str,
+        attrs: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> int:
+        values = {"owner": None, "heartbeat_at": None, **_params_value(params)}
         return self._transaction(
-            lambda conn: self._write(
-                conn, trial_id, TrialState.PAUSED, owner, attrs, owner=None, heartbeat_at=None
-            )
+            lambda conn: self._write(conn, trial_id, TrialState.PAUSED, owner, attrs, **values)
         )
 
     def finish_trial(
@@ -887,6 +896,7 @@ class SQLStorage(Storage):
         error: str | None = None,
         owner: str | None = None,
         attrs: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> int:
         if not state.is_finished():
             raise ValueError(f"finish_trial needs a finished state, got {state}")
@@ -895,6 +905,7 @@ class SQLStorage(Storage):
             "metrics": _dumps(dict(metrics or {})),
             "error": error,
             "finished_at": self.clock.now(),
+            **_params_value(params),
         }
         return self._transaction(
             lambda conn: self._write(conn, trial_id, state, owner, attrs, **values)

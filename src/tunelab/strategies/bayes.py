@@ -417,16 +417,17 @@ class _Encoder:
         ]
 
     def features(self, configs: Sequence[dict[str, Any]]) -> np.ndarray:
+        """A parameter a config lacks is inactive there; so is a value outside the space's
+        range (a define-by-run objective may have suggested it in another range)."""
         rows = np.empty((len(configs), len(self.space)))
         for i, config in enumerate(configs):
             for j, (name, param) in enumerate(self.space.items()):
+                active = name in config and param.contains(config[name], config)
                 if isinstance(param, Categorical):
                     n = len(param.choices)
-                    rows[i, j] = param.choices.index(config[name]) if name in config else n
+                    rows[i, j] = param.choices.index(config[name]) if active else n
                 else:
-                    rows[i, j] = (
-                        param.to_unit(config[name], config) if name in config else _INACTIVE_NUMBER
-                    )
+                    rows[i, j] = param.to_unit(config[name], config) if active else _INACTIVE_NUMBER
         return rows
 
 

@@ -139,6 +139,16 @@ class StorageContract:
         )
         assert stored.duration is not None and stored.duration >= 0
 
+    def test_a_pause_or_finish_may_replace_the_params(self, storage, study):
+        """A define-by-run trial records the params it chose as it ran."""
+        paused, finished = self.new(storage, study, 0), self.new(storage, study, 1)
+        storage.pause_trial(paused.id, "me:1", {"checkpoint": None}, params={"x": 1.0})
+        storage.finish_trial(finished.id, TrialState.COMPLETE, 1.0, owner="me:1", params={"y": 2})
+        storage.finish_trial(self.new(storage, study, 2).id, TrialState.COMPLETE, 0.5, owner="me:1")
+        first, second, third = storage.get_trials(study.id)
+        assert (first.params, second.params) == ({"x": 1.0}, {"y": 2})
+        assert third.params == {"x": 2}, "no params given: the created ones stay"
+
     def test_failed_trial_keeps_error_and_nan_value_becomes_none(self, storage, study):
         trial = self.new(storage, study, 0)
         storage.finish_trial(
