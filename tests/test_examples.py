@@ -30,3 +30,30 @@ def test_pause_resume_example_resumes_trials_from_their_checkpoints(tmp_path):
         assert trial.attrs["checkpoint"] == {"step": 5} and "warnings" not in trial.attrs
     assert all(t.last_step == 5 for t in trials if t.state is TrialState.PAUSED)
     assert "best:" in done.stdout
+
+
+PORTS = sorted((EXAMPLES / "porting").glob("*_tunelab.py"))
+
+
+@pytest.mark.parametrize("port", PORTS, ids=[p.stem for p in PORTS])
+def test_an_optuna_script_ports_with_at_most_five_changed_lines_and_runs(port, tmp_path):
+    """examples/porting: Optuna's own example scripts (offline) beside their tunelab ports."""
+    import difflib
+    import os
+
+    original = port.with_name(port.name.replace("_tunelab", "_optuna"))
+    diff = difflib.unified_diff(
+        original.read_text().splitlines(), port.read_text().splitlines(), lineterm="", n=0
+    )
+    changed = [line for line in diff if line.startswith("-") and not line.startswith("---")]
+    assert 1 <= len(changed) <= 5, changed
+    done = subprocess.run(
+        [sys.executable, str(port)],
+        cwd=tmp_path,
+        env={**os.environ, "N_TRIALS": "4"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Best" in done.stdout or "FrozenTrial(" in done.stdout

@@ -763,12 +763,12 @@ def test_the_python_section_of_the_readme_runs(tmp_path, capsys, monkeypatch):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme.split("\n## Python\n", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     monkeypatch.chdir(tmp_path)
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
     out = capsys.readouterr().out
-    assert "{'x': " in out and "params_x" in out
+    assert "{'x': " in out and "params_x" in out and "{'kind': " in out
 
 
 def test_define_by_run_learns_the_space_from_the_suggestions(url):
@@ -816,3 +816,21 @@ def test_a_grid_needs_a_declared_space(url):
     study = Study("g", storage=url, strategy="grid")
     with pytest.raises(SpecError, match="strategy: a grid needs a declared space"):
         study.optimize(objectives.branching, n_trials=2)
+
+
+def test_create_study_makes_a_study_as_optuna_does(tmp_path):
+    import tunelab
+
+    first, second = tunelab.create_study(), tunelab.create_study()
+    assert first.name != second.name and first.direction == "minimize"  # in memory, named
+    assert type(first.scheduler).__name__ == "MedianScheduler"  # Optuna's default pruner
+    url = f"sqlite:///{tmp_path}/o.db"
+    made = tunelab.create_study("o", url, "maximize", sampler=tunelab.BayesSearch(n_initial=3))
+    made.optimize(objectives.branching, n_trials=2, timeout=60)
+    with pytest.raises(TunelabError, match="already exists .* load_if_exists=True"):
+        tunelab.create_study("o", url)
+    again = tunelab.create_study("o", url, load_if_exists=True)
+    assert len(again.get_trials(states=[TrialState.COMPLETE])) == 2
+    assert tunelab.load_study("o", url).direction == "maximize"
+    with pytest.raises(SpecError, match="sampler: takes a tunelab Strategy"):
+        tunelab.create_study(sampler=object())

@@ -40,6 +40,8 @@ __all__ = [
     "TrialPruned",
     "TrialState",
     "TunelabError",
+    "create_study",
+    "load_study",
     "lr_find",
     "set_verbosity",
 ]
@@ -57,6 +59,8 @@ _HOMES = {
     "TunelabError": "tunelab.errors",
     "NoCompletedTrials": "tunelab.errors",
     "Study": "tunelab.study",
+    "create_study": "tunelab.study",
+    "load_study": "tunelab.study",
     "BayesSearch": "tunelab.strategies",
     "GridSearch": "tunelab.strategies",
     "Manual": "tunelab.strategies",
@@ -81,7 +85,7 @@ if TYPE_CHECKING:
     from tunelab.schedulers import ASHAScheduler, HyperbandScheduler, MedianScheduler, Scheduler
     from tunelab.space import Categorical, Float, Int, Ranged, Space
     from tunelab.strategies import BayesSearch, GridSearch, Manual, RandomSearch, Strategy
-    from tunelab.study import Study
+    from tunelab.study import Study, create_study, load_study
     from tunelab.trial import Decision, FrozenTrial, Trial, TrialState
 
 

@@ -12,6 +12,7 @@ import math
 import os
 import socket
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -42,7 +43,7 @@ from tunelab.strategies import Proposal, Strategy, make_strategy
 from tunelab.strategies.base import History
 from tunelab.trial import Decision, FrozenTrial, TrialState
 
-__all__ = ["Study", "trial_seed"]
+__all__ = ["Study", "create_study", "load_study", "trial_seed"]
 
 HEARTBEAT_INTERVAL_S = 10.0
 #: A RUNNING trial on another machine with no heartbeat for this long is taken as dead.
@@ -367,6 +368,14 @@ class Study:
             clock=clock,
         )
 
+    def get_trials(
+        self, deepcopy: bool = True, states: Iterable[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        """Optuna's ``get_trials``: the trials, or those in ``states`` (records are immutable, so
+        ``deepcopy`` changes nothing)."""
+        wanted = None if states is None else set(states)
+        return [t for t in self.trials if wanted is None or t.state in wanted]
+
     @property
     def n_running(self) -> int:
         """Trials this driver is running right now."""
@@ -389,6 +398,7 @@ class Study:
         callbacks: Iterable[Callback] = (),
         reproducible: bool = False,
         n_trials: int | None = None,
+        timeout: float | None = None,
     ) -> FrozenTrial | None:
         """Run trials until the budget is spent or the strategy has nothing left; return the best.
 
@@ -421,6 +431,7 @@ class Study:
             n_trials: start at most this many trials in this call, as Optuna's ``n_trials``
                 counts: new ones and queued ones (resuming a paused trial does not count). With
                 ``trials`` too, both limits hold.
+            timeout: Optuna's name for the time budget, in seconds (``minutes`` x 60).
 
         Returns:
             The study's best COMPLETE trial (from every run, not only this one), or None when no
@@ -429,6 +440,8 @@ class Study:
         """
         if n_trials is not None and (not isinstance(n_trials, int) or n_trials < 1):
             raise SpecError("n_trials", f"must be an integer >= 1, got {n_trials!r}")
+        if timeout is not None:
+            minutes = timeout / 60 if minutes is None else min(minutes, timeout / 60)
         unbounded = trials is None and minutes is None and n_trials is None
         if unbounded and not self.strategy.is_finite():
             raise SpecError(
@@ -512,6 +525,63 @@ class Study:
                 "folder name; copy it to a new study name with letters, digits, '.', '_', '-'"
             )
         return folder
+
+
+def create_study(
+    study_name: str | None = None,
+    storage: str | Storage | None = None,
+    direction: str = "minimize",
+    load_if_exists: bool = False,
+    *,
+    metric: str = "value",
+    strategy: str | Strategy = "random",
+    scheduler: str | Scheduler | None = "median",
+    seed: int | None = None,
+    sampler: Strategy | None = None,
+    pruner: Scheduler | None = None,
+) -> Study:
+    """A study made as Optuna's ``create_study`` makes one, so a script ports by its import.
+
+    As in Optuna: minimised by default, kept in memory unless ``storage`` names a database, a
+    generated name unless ``study_name`` is given, an existing study refused unless
+    ``load_if_exists`` (then opened as stored: its direction and metric), and the median rule as the default early stopping (Optuna's
+    ``MedianPruner``). ``sampler`` and ``pruner`` take tunelab's strategies and schedulers
+    (``tunelab.BayesSearch()``, ``tunelab.ASHAScheduler()``); the porting guide (docs/porting.md)
+    names the counterpart of each of Optuna's.
+
+    Raises:
+        StorageError: the study exists and ``load_if_exists`` is False.
+    """
+    for given, name, counterpart in ((sampler, "sampler", Strategy), (pruner, "pruner", Scheduler)):
+        if given is not None and not isinstance(given, counterpart):
+            raise SpecError(
+                name,
+                f"takes a tunelab {counterpart.__name__} ({type(given).__name__} is not one); "
+                "see docs/porting.md for the counterpart of each of Optuna's",
+            )
+    store = get_storage(storage or "sqlite://")
+    name = study_name or f"no-name-{uuid.uuid4()}"
+    if any(study.name == name for study in store.list_studies()):
+        if not load_if_exists:
+            raise StorageError(
+                f"study {name!r} already exists in {store!r}; pass load_if_exists=True to "
+                "continue it, or another study_name"
+            )
+        return Study.load(name, store, strategy=sampler or strategy, scheduler=pruner or scheduler)
+    return Study(
+        name,
+        storage=store,
+        direction=direction,
+        metric=metric,
+        strategy=sampler or strategy,
+        scheduler=pruner or scheduler,
+        seed=seed,
+    )
+
+
+def load_study(study_name: str, storage: str | Storage, **options: Any) -> Study:
+    """Optuna's ``load_study``: :meth:`Study.load`."""
+    return Study.load(study_name, storage, **options)
 
 
 def _default_artifacts(storage: Storage) -> Path:
