@@ -39,6 +39,11 @@ EXAMPLES = {
         "mnist1d-auto-lr",
         "test_accuracy",
     ),
+    "mnist1d_fused": (
+        ["tunelab.cli", "run", "mnist1d_fused.yaml"],
+        "mnist1d-fused",
+        "test_accuracy",
+    ),
     "custom_model": (["custom_model"], None, "test_accuracy"),  # prints its own result
 }
 

@@ -55,7 +55,8 @@ def run(
     storage: StorageOption = None,
     workers: Annotated[int | None, typer.Option(help="Override the spec's workers.")] = None,
     executor: Annotated[
-        str | None, typer.Option(help="Override the spec's executor: inline, processes or ray.")
+        str | None,
+        typer.Option(help="Override the spec's executor: inline, processes, fused or ray."),
     ] = None,
     address: Annotated[
         str | None, typer.Option(help="The Ray cluster (with --executor ray): auto or HOST:PORT.")
