@@ -812,10 +812,16 @@ def test_define_by_run_in_worker_processes_and_through_pauses(url):
     ]
 
 
-def test_a_grid_needs_a_declared_space(url):
-    study = Study("g", storage=url, strategy="grid")
-    with pytest.raises(SpecError, match="strategy: a grid needs a declared space"):
-        study.optimize(objectives.branching, n_trials=2)
+def test_a_grid_over_suggested_parameters_takes_its_values_as_optunas_does(url):
+    from tunelab import GridSearch
+
+    with pytest.raises(SpecError, match="strategy: a grid needs its values"):
+        Study("g", storage=url, strategy="grid").optimize(objectives.branching, n_trials=2)
+    grid = GridSearch(search_space={"kind": ["quad"], "x": [1.0, 2.0, 3.0]})
+    study = Study("g2", storage=url, strategy=grid, direction="minimize")
+    study.optimize(objectives.branching)  # the grid is finite: it ends by itself
+    assert sorted(t.params["x"] for t in study.trials) == [1.0, 2.0, 3.0]
+    assert study.best_value == 0.0
 
 
 def test_create_study_makes_a_study_as_optuna_does(tmp_path):

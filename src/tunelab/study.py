@@ -451,11 +451,11 @@ class Study:
             )
         if space is not None and not isinstance(space, Space):
             space = Space(space)
-        if space is None and type(self.strategy).__name__ == "GridSearch":
+        if space is None and getattr(self.strategy, "search_space", False) is None:
             raise SpecError(
                 "strategy",
-                "a grid needs a declared space: pass space={name: Categorical([...]), ...}, or "
-                "use random or bayes with parameters the objective suggests",
+                "a grid needs its values: GridSearch(search_space={name: [values], ...}) as "
+                "Optuna's GridSampler takes them, or a declared space",
             )
         logged = LoggingListener(lambda: best_trial(self._view.trials, self.direction))
         listeners = [logged, *map(as_listener, callbacks)]
@@ -899,9 +899,10 @@ class _Run:
     def ask(self, history: Sequence[FrozenTrial], numbers: list[int]) -> list[Proposal]:
         """The strategy's proposals; before any parameter is declared or suggested there is
         nothing to propose: the objective's first suggestions are drawn as it runs."""
-        if self.space is None:
+        strategy = self.study.strategy
+        if self.space is None and not getattr(strategy, "search_space", None):
             return [Proposal({}) for _ in numbers]
-        return self.study.strategy.ask(self.space, history, numbers)
+        return strategy.ask(self.space, history, numbers)  # a given grid needs no space
 
     def allowed(self, first: int, n: int) -> list[int]:
         """The trial numbers from ``first`` (at most ``n``) the budget still allows, so the
