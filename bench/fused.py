@@ -75,17 +75,18 @@ def space() -> dict:
     }
 
 
-def run(made, trials: int, executor, folder: str) -> float:
-    """Wall seconds of a study of ``trials`` trials on ``executor``."""
+def new_study(folder: str):
+    """A fresh study, seeded: every contender trains the same configs."""
     from tunelab import Study
 
-    study = Study(
-        f"fused-{time.time_ns()}",
-        storage=f"sqlite:///{folder}/bench.db",
-        metric="val_accuracy",
-        direction="maximize",
-        seed=0,
-    )
+    name = f"fused-{time.time_ns()}"
+    storage = f"sqlite:///{folder}/bench.db"
+    return Study(name, storage=storage, metric="val_accuracy", direction="maximize", seed=0)
+
+
+def run(made, trials: int, executor, folder: str) -> float:
+    """Wall seconds of a study of ``trials`` trials on ``executor``."""
+    study = new_study(folder)
     start = time.perf_counter()
     study.optimize(made, space(), trials=trials, executor=executor)
     seconds = time.perf_counter() - start
@@ -97,16 +98,9 @@ def processes_pace(made, workers: int, folder: str) -> tuple[float, float]:
     """Trials per second ``workers`` processes keep up once running (from when the first
     ``workers`` trials have finished to when the last of ``3 * workers`` did), and the seconds
     the first round took beyond that pace (the workers' start-up)."""
-    from tunelab import Study
     from tunelab.executors import ProcessExecutor
 
-    study = Study(
-        f"fused-{time.time_ns()}",
-        storage=f"sqlite:///{folder}/bench.db",
-        metric="val_accuracy",
-        direction="maximize",
-        seed=0,
-    )
+    study = new_study(folder)
     start = time.time()
     study.optimize(made, space(), trials=3 * workers, executor=ProcessExecutor(workers))
     finished = sorted(t.finished_at for t in study.trials)

@@ -5,10 +5,8 @@ under CI, where a missing server is a failure.
 """
 
 import os
-import uuid
 
 import pytest
-import sqlalchemy as sa
 
 from tunelab.storage import SQLStorage
 from tunelab.testing import StorageContract
@@ -18,19 +16,6 @@ URL = os.environ.get("TUNELAB_TEST_POSTGRES_URL")
 if URL is None and os.environ.get("CI"):
     pytest.fail("CI must run the PostgreSQL tests: .ci/run sets TUNELAB_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(URL is None, reason="TUNELAB_TEST_POSTGRES_URL is not set")
-
-
-@pytest.fixture
-def database_url():
-    """A fresh database on the server for one test, dropped afterwards."""
-    name = f"tunelab_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    yield sa.make_url(URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
-    admin.dispose()
 
 
 class TestPostgreSQL(StorageContract):

@@ -13,7 +13,6 @@ import random
 import re
 import socket
 import threading
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -104,19 +103,6 @@ def _close(sock: socket.socket | None) -> None:
     except OSError:
         pass
     sock.close()
-
-
-@pytest.fixture
-def database_url():
-    """A fresh database on the server for one test, dropped afterwards."""
-    name = f"tunelab_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    yield sa.make_url(URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
-    admin.dispose()
 
 
 @pytest.fixture
