@@ -98,6 +98,17 @@ def test_an_address_nothing_answers_at_is_one_line_at_once():
         ray.init(address=ADDRESS, logging_level="WARNING", log_to_driver=False)
 
 
+def test_a_node_with_another_tunelab_is_one_line_at_start(monkeypatch):
+    """Every node is asked which tunelab it runs; here the driver's answer is made to differ."""
+    from tunelab.errors import TunelabError
+    from tunelab.executors import ray as ray_executor
+
+    ray_executor._version_task()
+    monkeypatch.setitem(ray_executor._REMOTES, "version here", lambda: "9.9.9 (source abc)")
+    with pytest.raises(TunelabError, match=r"the Ray node at 127\.0\.0\.1 runs tunelab 0\."):
+        RayExecutor(address=ADDRESS).start(objectives.quadratic)
+
+
 def test_bad_options_name_the_field():
     from tunelab.errors import SpecError
 

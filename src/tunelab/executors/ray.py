@@ -12,7 +12,9 @@ The objective, with the data set it has loaded, is put in the object store once 
 study (:attr:`RayExecutor.puts` counts it) and every trial reads it from there, on whichever
 node it runs. User code travels inside it: modules from outside the Python installation (your
 script's, a spec's ``models.py``) are pickled by value, so worker nodes need only tunelab and its
-dependencies installed (``runtime_env`` adds anything else: pip packages, data files).
+dependencies installed (``runtime_env`` adds anything else: pip packages, data files). At
+start every node is asked which tunelab it runs (its release and a digest of its source): a node
+with another one is refused in one line, not left to fail each trial deep in its code.
 
 The driver's artifacts folder stays the one home of every trial's files. With ``artifacts:
 ship`` (the default) a trial runs in a scratch folder on its node: the driver sends the trial's
@@ -164,6 +166,7 @@ class RayExecutor(Executor):
                     "with: ray start --head, or give its HOST:PORT"
                 ) from None
             self._owns_ray = True
+        _check_versions()
         self._objective_ref = ray.put(_portable(objective))
         self.puts += 1
         self._hub = _hub_actor().options(scheduling_strategy=_here()).remote()
@@ -321,6 +324,31 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
+def _check_versions() -> None:
+    """Every node must run the driver's tunelab: a node with another one fails every trial
+    deep in its code (a field the driver expects, missing). One small task per node, at start."""
+    ray = _ray()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    probe = _version_task()
+    refs = [
+        probe.options(
+            num_cpus=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+        ).remote()
+        for node in nodes
+    ]
+    mine = _REMOTES["version here"]()
+    for node, theirs in zip(nodes, ray.get(refs), strict=True):
+        if theirs != mine:
+            raise TunelabError(
+                f"executor: the Ray node at {node['NodeManagerAddress']} runs tunelab {theirs}, "
+                f"the driver tunelab {mine}; install the driver's tunelab on every node (the "
+                "same release, or the same checkout), then run again"
+            )
+
+
 def _portable(objective: Objective) -> Objective:
     """The objective as it travels to other machines: one that imports code by path (a spec's
     ``models.py``) holds that code instead (its ``portable()``), and modules that no installed
@@ -444,6 +472,32 @@ def _trial_task() -> Any:
 
         _REMOTES["trial"] = _ray().remote(run_one)
     return _REMOTES["trial"]
+
+
+def _version_task() -> Any:
+    """A task that says which tunelab its node runs; defined here, inside a function, so that it
+    travels by value and runs even where another tunelab is installed."""
+    if "version" not in _REMOTES:
+
+        def installed() -> str:
+            """The node's tunelab: its release and a digest of its source (a checkout's edits
+            change it)."""
+            import hashlib
+            from pathlib import Path
+
+            try:
+                import tunelab
+            except ImportError:
+                return "none (not installed)"
+            root = Path(tunelab.__file__).parent
+            digest = hashlib.sha256()
+            for path in sorted(root.rglob("*.py")):
+                digest.update(path.relative_to(root).as_posix().encode() + path.read_bytes())
+            return f"{tunelab.__version__} (source {digest.hexdigest()[:12]})"
+
+        _REMOTES["version here"] = installed  # the driver's own answer, the same code
+        _REMOTES["version"] = _ray().remote(installed)
+    return _REMOTES["version"]
 
 
 def _hub_actor() -> Any:
