@@ -59,6 +59,7 @@ __all__ = ["RayExecutor"]
 
 _POLL_S = 0.02  # how often the driver takes reports while trials run
 _KILL_GRACE_S = 5.0  # a trial's own time-limit check comes first
+_VERSION_WAIT_S = 30.0  # for each node's answer to which tunelab it runs
 
 
 _ARTIFACTS = ("ship", "shared")
@@ -340,7 +341,17 @@ def _check_versions() -> None:
         for node in nodes
     ]
     mine = _REMOTES["version here"]()
-    for node, theirs in zip(nodes, ray.get(refs), strict=True):
+    answered, _ = ray.wait(refs, num_returns=len(refs), timeout=_VERSION_WAIT_S)
+    for node, ref in zip(nodes, refs, strict=True):
+        if ref not in answered:  # a node leaving the cluster, say: its trials will tell
+            logging.getLogger("tunelab").warning(
+                "executor: the Ray node at %s did not say which tunelab it runs within %g s",
+                node["NodeManagerAddress"],
+                _VERSION_WAIT_S,
+            )
+            ray.cancel(ref, force=True)
+            continue
+        theirs = ray.get(ref)
         if theirs != mine:
             raise TunelabError(
                 f"executor: the Ray node at {node['NodeManagerAddress']} runs tunelab {theirs}, "
