@@ -5,7 +5,14 @@ import torch
 from torch import nn
 
 from tunelab.errors import SpecError
-from tunelab.nn.models import ACTIVATIONS, build_cnn, build_mlp, builder_path, import_builder
+from tunelab.nn.models import (
+    ACTIVATIONS,
+    Dropout,
+    build_cnn,
+    build_mlp,
+    builder_path,
+    import_builder,
+)
 
 
 def layers_of(model, kind):
@@ -22,7 +29,7 @@ def test_hidden_blocks_then_a_linear_head():
         (16, 3),
     ]
     assert len(layers_of(model, nn.ReLU)) == 3
-    assert not layers_of(model, nn.Dropout)
+    assert not layers_of(model, Dropout)
     assert isinstance(model[-1], nn.Linear)
     assert model(torch.zeros(5, 10)).shape == (5, 3)
 
@@ -38,13 +45,13 @@ def test_dropout_follows_each_activation():
     assert [type(layer) for layer in model] == [
         nn.Linear,
         nn.ReLU,
-        nn.Dropout,
+        Dropout,
         nn.Linear,
         nn.ReLU,
-        nn.Dropout,
+        Dropout,
         nn.Linear,
     ]
-    assert all(d.p == 0.3 for d in layers_of(model, nn.Dropout))
+    assert all(d.p == 0.3 for d in layers_of(model, Dropout))
 
 
 def test_selu_gets_alpha_dropout():
@@ -87,11 +94,11 @@ def test_batch_norm_sits_between_linear_and_activation_and_drops_the_bias():
         nn.Linear,
         nn.BatchNorm1d,
         nn.ReLU,
-        nn.Dropout,
+        Dropout,
         nn.Linear,
         nn.BatchNorm1d,
         nn.ReLU,
-        nn.Dropout,
+        Dropout,
         nn.Linear,
     ]
     hidden = layers_of(model, nn.Linear)[:-1]
@@ -148,7 +155,7 @@ def test_cnn_batch_norm_and_dropout_layers_are_present():
         (1, 40), 10, conv_layers=2, channels=8, n_layers=2, units=16, dropout=0.2, batch_norm=True
     )
     assert len(layers_of(model, nn.BatchNorm1d)) == 4  # two conv blocks, two dense blocks
-    assert len(layers_of(model, nn.Dropout)) == 2  # the dense head only
+    assert len(layers_of(model, Dropout)) == 2  # the dense head only
     assert all(c.bias is None for c in layers_of(model, nn.Conv1d))
     model.eval()
     assert model(torch.zeros(1, 1, 40)).shape == (1, 10)
@@ -212,3 +219,14 @@ def test_import_builder_errors_name_the_model_field(path, message):
     with pytest.raises(SpecError, match=message) as e:
         import_builder(path)
     assert e.value.field == "model"
+
+
+def test_the_builtin_dropout_draws_torchs_own_masks_on_the_cpu():
+    """Its masks come from bernoulli_ so that fused members on CUDA draw the same (see
+    tunelab.nn.fused); on the CPU they are exactly nn.Dropout's."""
+    x = torch.randn(32, 64)
+    torch.manual_seed(3)
+    expected = nn.Dropout(0.3)(x)
+    torch.manual_seed(3)
+    assert torch.equal(Dropout(0.3)(x), expected)
+    assert torch.equal(Dropout(0.3).eval()(x), x)

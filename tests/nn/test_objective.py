@@ -215,7 +215,9 @@ def test_architecture_knobs_reach_the_model(tmp_path, make_reporter):
     linears = [m for m in model if isinstance(m, nn.Linear)]
     assert [lin.out_features for lin in linears] == [16, 24, 16, 3]
     kinds = {type(m) for m in model}
-    assert {nn.BatchNorm1d, nn.Dropout, nn.GELU} <= kinds
+    from tunelab.nn.models import Dropout
+
+    assert {nn.BatchNorm1d, Dropout, nn.GELU} <= kinds
 
 
 @pytest.mark.usefixtures("mnist1d_cache")

@@ -31,12 +31,16 @@ from torch import nn
 
 from tunelab.nn.callbacks import Callback
 from tunelab.nn.data import CLASSIFICATION
+from tunelab.nn.models import Dropout
 from tunelab.nn.train import Trainer, _batch_bounds, _deterministic
 
 __all__ = ["run_epochs_fused", "signature"]
 
 _ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SELU, nn.Identity)
 _POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d)
+# torch's and the builtin models': the same masks on the CPU; on CUDA only the builtin models'
+# draw what a fused member draws (torch's use a fused kernel of their own there)
+_DROPOUTS = (nn.Dropout, Dropout)
 _OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
 _LOSSES = (nn.CrossEntropyLoss, nn.MSELoss, nn.L1Loss, nn.HuberLoss)
 
@@ -376,7 +380,7 @@ def _layers(model: nn.Module) -> list[nn.Module] | None:
             nn.Linear,
             nn.Flatten,
             nn.Unflatten,
-            nn.Dropout,
+            *_DROPOUTS,
             *_POOLS,
             *_ELEMENTWISE,
         ):

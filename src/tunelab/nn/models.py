@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import torch
 from torch import nn
 
 from tunelab.errors import SpecError
@@ -35,6 +36,21 @@ ACTIVATIONS: Mapping[str, type[nn.Module]] = MappingProxyType(
 
 #: Pooling after each convolution block: halves every spatial size (``none`` keeps it).
 POOLINGS = ("max", "avg", "none")
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with its masks drawn by ``bernoulli_`` from the input device's default
+    generator. On the CPU these are torch's own masks (it draws them so); on CUDA, where torch
+    uses a fused kernel, it is the primitive fused training draws each member's masks with
+    (:mod:`tunelab.nn.fused`), so a trial draws the same masks fused or alone on either device.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = 1 - self.p
+        return x * torch.empty_like(x).bernoulli_(keep).div_(keep)
+
 
 #: ``build_model(params, input_shape, n_outputs) -> nn.Module``: a model of your own.
 ModelBuilder = Callable[[dict[str, Any], tuple[int, ...], int], nn.Module]
@@ -267,7 +283,7 @@ def _dense_blocks(
     _check_activation(activation)
     if not 0.0 <= dropout < 1.0:
         raise SpecError("space.dropout", f"must be in [0, 1), got {dropout}")
-    dropout_type = nn.AlphaDropout if activation == "selu" else nn.Dropout
+    dropout_type = nn.AlphaDropout if activation == "selu" else Dropout
     layers: list[nn.Module] = []
     for units in widths:
         layers.append(nn.Linear(width, units, bias=not batch_norm))

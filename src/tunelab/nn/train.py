@@ -301,12 +301,11 @@ class Trainer:
                 for key, hook in zip(self._callback_keys(), self.callbacks, strict=True)
             },
             "batch_order": self._batch_order.get_state(),
-            "torch_rng": torch.get_rng_state()
-            if self.generator is None
-            else self.generator.get_state(),
+            "torch_rng": (self._own("cpu") or torch.default_generator).get_state(),
         }
         if self.device.type == "cuda":  # dropout on the GPU draws from the device's generator
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+            own = self._own("cuda")
+            state["cuda_rng"] = own.get_state() if own else torch.cuda.get_rng_state(self.device)
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -331,12 +330,17 @@ class Trainer:
         for key, hook in zip(keys, self.callbacks, strict=True):
             hook.load_state_dict(state["callbacks"][key])
         self._batch_order.set_state(state["batch_order"])
-        if self.generator is None:
-            torch.set_rng_state(state["torch_rng"])
+        own = self._own("cpu")
+        if own:
+            own.set_state(state["torch_rng"])
         else:
-            self.generator.set_state(state["torch_rng"])
+            torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+            own = self._own("cuda")
+            if own:
+                own.set_state(state["cuda_rng"])
+            else:
+                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.history[:] = [dict(logs) for logs in state["history"]]
         self.epoch, self.stopped = int(state["epoch"]), bool(state["stopped"])
 
@@ -351,6 +355,11 @@ class Trainer:
             self.generator.manual_seed(self._seed)
         for hook in self.callbacks:
             hook.on_train_begin(self)
+
+    def _own(self, kind: str) -> torch.Generator | None:
+        """The trainer's own dropout generator when it lives on a device of ``kind``."""
+        generator = self.generator
+        return generator if generator is not None and generator.device.type == kind else None
 
     def _callback_keys(self) -> list[str]:
         return [f"{i}.{type(hook).__name__}" for i, hook in enumerate(self.callbacks)]
@@ -663,19 +672,30 @@ def _deterministic(device: torch.device) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _drawing_from(generator: torch.Generator | None) -> Iterator[None]:
-    """Let ``nn.Dropout`` (which draws from torch's global CPU generator) draw from ``generator``
-    for the block: a trainer with a generator of its own draws the same masks whether it trains
+    """Let dropout (which draws from its device's global generator) draw from ``generator`` for
+    the block: a trainer with a generator of its own draws the same masks whether it trains
     alone or fused (:mod:`tunelab.nn.fused`), and leaves the global one as it found it."""
-    if generator is None or generator.device.type != "cpu":
+    if generator is None:
         yield
         return
-    outside = torch.get_rng_state()
-    torch.set_rng_state(generator.get_state())
+    get_state, set_state = _global_state(generator.device)
+    outside = get_state()
+    set_state(generator.get_state())
     try:
         yield
     finally:
-        generator.set_state(torch.get_rng_state())
-        torch.set_rng_state(outside)
+        generator.set_state(get_state())
+        set_state(outside)
+
+
+def _global_state(device: torch.device) -> tuple[Any, Any]:
+    """How to read and set the global generator of ``device``."""
+    if device.type == "cuda":
+        return (
+            lambda: torch.cuda.get_rng_state(device),
+            lambda state: torch.cuda.set_rng_state(state, device),
+        )
+    return torch.get_rng_state, torch.set_rng_state
 
 
 def _as_device(device: str | torch.device) -> torch.device:
