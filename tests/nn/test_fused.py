@@ -20,11 +20,19 @@ def diabetes():
     return split_dataset(load_dataset("diabetes"), 0.2, 0.2, seed=0)
 
 
-def trainer(splits, build, seed, task="classification", **settings):
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+    ),
+]
+
+
+def trainer(splits, build, seed, task="classification", device="cpu", **settings):
     train, val, _ = splits
     torch.manual_seed(seed)
     model = build()
-    return Trainer(model, train, val, task=task, seed=seed, device="cpu", **settings)
+    return Trainer(model, train, val, task=task, seed=seed, device=device, **settings)
 
 
 def alone(make, epochs):
@@ -56,7 +64,7 @@ def assert_same(fused, single, tol=1e-4):
             torch.testing.assert_close(p, q, atol=tol, rtol=tol)
 
 
-def mlp_members(splits, optimizer):
+def mlp_members(splits, optimizer, device="cpu"):
     """Four members of one shape whose numbers all differ: seeds, rates, dropout, momentum or
     betas, weight decay, label smoothing, schedules stepped per epoch and per batch."""
     settings = [
@@ -81,6 +89,7 @@ def mlp_members(splits, optimizer):
                 epochs=3,
                 batch_size=64,
                 optimizer=optimizer,
+                device=device,
                 **one,
             )
             for seed, p, one in zip([3, 1, 4, 1], dropouts, settings, strict=True)
@@ -89,9 +98,12 @@ def mlp_members(splits, optimizer):
     return make
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
-def test_members_end_where_they_would_alone(digits, optimizer):
-    make = mlp_members(digits, optimizer)
+def test_members_end_where_they_would_alone(digits, optimizer, device):
+    """Dropout included: alone, a member draws from torch's global generator seeded with its
+    seed; fused, from a generator of its own seeded alike (CUDA runs where a device is)."""
+    make = mlp_members(digits, optimizer, device)
     assert len({signature(t) for t in make()}) == 1
     assert_same(together(make, 3), alone(make, 3))
 
