@@ -14,3 +14,16 @@ def one_torch_thread():
     ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
     with torch_threads(1):
         yield
+
+
+@pytest.fixture
+def log_lines(caplog):
+    """The tunelab logger's lines (it does not propagate to the root logger by default)."""
+    import logging
+
+    from tunelab.events import logger
+
+    logger.propagate = True
+    with caplog.at_level(logging.INFO, logger="tunelab"):
+        yield caplog
+    logger.propagate = False

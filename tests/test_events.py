@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from tunelab import Categorical, Float, Study, TrialState
-from tunelab.events import StudyListener, logger, set_verbosity
+from tunelab.events import StudyListener, set_verbosity
 
 
 def _reporting(trial):
@@ -29,15 +29,6 @@ class Recorder(StudyListener):
 
     def trial_finished(self, study, trial):
         self.events.append(("finished", trial.number, trial.state.value))
-
-
-@pytest.fixture
-def log_lines(caplog):
-    """The tunelab logger's lines (it does not propagate to the root logger by default)."""
-    logger.propagate = True
-    with caplog.at_level(logging.INFO, logger="tunelab"):
-        yield caplog
-    logger.propagate = False
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -486,17 +486,6 @@ def test_reproducible_studies_do_not_depend_on_which_trial_finishes_first(tmp_pa
 
 
 # Python API conveniences (issue 23) ---------------------------------------------------------------
-@pytest.fixture
-def log_lines(caplog):
-    """The tunelab logger's lines (it does not propagate to the root logger by default)."""
-    import logging
-
-    from tunelab.events import logger
-
-    logger.propagate = True
-    with caplog.at_level(logging.INFO, logger="tunelab"):
-        yield caplog
-    logger.propagate = False
 
 
 def _messages(caplog, level=None):

@@ -459,8 +459,7 @@ class Study:
             )
         logged = LoggingListener(lambda: best_trial(self._view.trials, self.direction))
         listeners = [logged, *map(as_listener, callbacks)]
-        run = _Run(self, space, trials, minutes, trial_timeout, listeners)
-        run.quota = n_trials
+        run = _Run(self, space, trials, minutes, trial_timeout, listeners, n_trials)
         self._executor = make_executor(executor) if executor else executor_for(workers)
         run.reproducible = reproducible
         try:
@@ -713,6 +712,7 @@ class _Run:
         minutes: float | None,
         trial_timeout: float | None,
         listeners: list[StudyListener],
+        quota: int | None = None,
     ) -> None:
         self.study = study
         self.storage = study.storage
@@ -732,7 +732,7 @@ class _Run:
         self.scheduler_name = _registered_name(study.scheduler)
         self.no_new_trials = False  # budget spent or strategy exhausted: run queued ones only
         self.ended_by: str | None = None  # why no new trials: "budget" or "strategy"
-        self.quota: int | None = None  # trials this call may still start (n_trials), None: any
+        self.quota = quota  # trials this call may still start (n_trials), None: any
         self.started = 0  # trials this call started or claimed (new, queued or resumed)
         self.reproducible = False
         self.order: _Order | None = None  # reproducible mode

@@ -85,7 +85,8 @@ def run_epochs_fused(trainers: Sequence[Trainer]) -> list[dict[str, float] | Bas
         Per trainer, in order: the epoch's logs (as :meth:`Trainer.run_epoch` returns them), or
         the exception its epoch raised.
     """
-    if len({signature(t) for t in trainers}) != 1 or signature(trainers[0]) is None:
+    signatures = {signature(t) for t in trainers}
+    if len(signatures) != 1 or None in signatures:
         raise ValueError("fused trainers must share one signature (see tunelab.nn.fused)")
     for trainer in trainers:
         if trainer.generator is None:  # dropout draws from the member's own generator
