@@ -107,3 +107,15 @@ def test_a_run_loads_its_data_once_for_the_checks_the_search_and_the_final_fit(
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4, [t.error for t in trials]
     assert experiment.finalize()["test_metrics"]["test_accuracy"] > 0
     assert loads == [str(source)]
+
+
+def test_prepared_splits_are_fitted_on_the_training_split_once_per_fold_and_stay_home():
+    data = DataProvider({"source": "iris"}, HoldoutSplitter(seed=0))
+    (fold,) = data.splits().folds
+    prep, train, val = data.prepared(fold.train, fold.val)
+    assert data.prepared(fold.train, fold.val)[1] is train  # the next trial's, kept
+    np.testing.assert_allclose(train.X.mean(axis=0), 0, atol=1e-5)  # the training rows' scale
+    np.testing.assert_array_equal(val.X, prep.transform(fold.val.X))
+    again = Split(fold.train.X.copy(), fold.train.y.copy())
+    assert data.prepared(again, fold.val)[1] is not train  # another split: fitted anew
+    assert pickle.loads(pickle.dumps(data))._prepared is None  # a worker prepares its own

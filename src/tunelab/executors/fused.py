@@ -58,7 +58,7 @@ class FusedExecutor(Executor):
         group_size: trials in flight at once: the most members a group holds (on a GPU, 64 or
             more pays; on a CPU, 8 to 16).
         min_speedup: the speed-up per trial below which an architecture is trained one trial
-            at a time instead (measured on its first epoch).
+            at a time instead (measured on its first epoch; 0: always fused, unmeasured).
 
     Example:
         >>> study.optimize(NetworkObjective(...), space, trials=64,
@@ -136,7 +136,7 @@ class FusedExecutor(Executor):
         for key, group in groups.items():
             if len(group) == 1:
                 _alone(group[0])
-            elif key not in self._fuses and len(group) >= 3:
+            elif key not in self._fuses and len(group) >= 3 and self.min_speedup > 0:
                 self._measure(key, group)
             else:
                 _fused(group)

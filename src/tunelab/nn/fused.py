@@ -234,12 +234,14 @@ class _FusedEpoch:
     def _masks(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """Dropout's masks, each member's from its own generator, drawn as ``nn.Dropout`` draws
         them (so a member's draws are those it would make alone), scaled by 1 / (1 - p)."""
-        masks = torch.ones_like(x)
-        for k, trainer in enumerate(self.trainers):
-            p = self.layers[k][index].p
+        masks = torch.empty_like(x)
+        rates = [self.layers[k][index].p for k in range(len(self.trainers))]
+        for k, (trainer, p) in enumerate(zip(self.trainers, rates, strict=True)):
             if p > 0:
-                masks[k].bernoulli_(1 - p, generator=trainer.generator).div_(1 - p)
-        return masks
+                masks[k].bernoulli_(1 - p, generator=trainer.generator)
+            else:
+                masks[k].fill_(1)
+        return masks.div_(_per_member([1 - p for p in rates], masks))
 
     def _losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Each member's mean loss over its batch, as its own loss module computes it."""

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tunelab.errors import SpecError
-from tunelab.nn.data import CLASSIFICATION, Preprocessing, load_dataset
+from tunelab.nn.data import CLASSIFICATION, Preprocessing, Split, load_dataset
 from tunelab.nn.splits import Splits, Splitter
 
 __all__ = ["DataProvider"]
@@ -39,10 +39,11 @@ class DataProvider:
         self.data = data
         self.splitter = splitter
         self._splits: Splits | None = None
+        self._prepared: tuple[Split, Split | None, Preprocessing, Split, Split | None] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         self.splits()  # the arrays travel with the provider: a worker never loads them again
-        return dict(self.__dict__)
+        return {**self.__dict__, "_prepared": None}  # a worker prepares its own
 
     def splits(self) -> Splits:
         """The data set and its splits, loaded and cut on the first call.
@@ -83,3 +84,16 @@ class DataProvider:
         return Preprocessing(
             self.data.get("scaling", "standard"), dataset.shape, target_scaling or "standard"
         )
+
+    def prepared(
+        self, train: Split, val: Split | None = None
+    ) -> tuple[Preprocessing, Split, Split | None]:
+        """The :meth:`preprocessing` fitted on ``train``, and ``train`` and ``val`` transformed
+        by it. The last pair asked for is kept: every trial on a fold needs the same, and a small
+        network's trial would otherwise spend a tenth of its time preparing them."""
+        kept = self._prepared
+        if kept is None or kept[0] is not train or kept[1] is not val:
+            prep = self.preprocessing().fit(train)
+            ready = None if val is None else prep.transform_split(val)
+            kept = self._prepared = (train, val, prep, prep.transform_split(train), ready)
+        return kept[2], kept[3], kept[4]

@@ -184,12 +184,12 @@ class TrialRunner:
         network is seeded with ``seed``, built and initialised by the factory.
         """
         dataset = self.provider.splits().dataset
-        prep = self.provider.preprocessing().fit(train)
+        prep, ready_train, ready_val = self.provider.prepared(train, val)
         model = self.factory.build(config, params, dataset.shape, dataset.n_outputs, seed)
         trainer = Trainer(
             model,
-            prep.transform_split(train),
-            None if val is None else prep.transform_split(val),
+            ready_train,
+            ready_val,
             task=dataset.task,
             callbacks=callbacks,
             target_scaler=_target_scaler(prep, dataset.task),
