@@ -4,10 +4,12 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from tunelab.errors import TrialDiverged
 from tunelab.nn import Trainer, build_cnn, build_mlp, load_dataset, split_dataset
 from tunelab.nn.fused import run_epochs_fused, signature
+from tunelab.nn.models import Dropout
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +108,27 @@ def test_members_end_where_they_would_alone(digits, optimizer, device):
     make = mlp_members(digits, optimizer, device)
     assert len({signature(t) for t in make()}) == 1
     assert_same(together(make, 3), alone(make, 3))
+
+
+@pytest.mark.parametrize("dropout", [Dropout, nn.Dropout])
+def test_dropout_of_ours_or_torchs_with_a_member_that_draws_none(digits, dropout):
+    """The builtin models' dropout and torch's draw differently; a rate of 0 draws nothing."""
+
+    def make():
+        return [
+            trainer(
+                digits,
+                lambda p=p: nn.Sequential(
+                    nn.Linear(64, 32), nn.ReLU(), dropout(p), nn.Linear(32, 10)
+                ),
+                seed=seed,
+                epochs=2,
+                lr=1e-2,
+            )
+            for seed, p in [(0, 0.0), (1, 0.4), (2, 0.2)]
+        ]
+
+    assert_same(together(make, 2), alone(make, 2))
 
 
 def test_a_1d_cnn_by_grouped_convolution(digits):

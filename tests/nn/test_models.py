@@ -221,12 +221,13 @@ def test_import_builder_errors_name_the_model_field(path, message):
     assert e.value.field == "model"
 
 
-def test_the_builtin_dropout_draws_torchs_own_masks_on_the_cpu():
-    """Its masks come from bernoulli_ so that fused members on CUDA draw the same (see
-    tunelab.nn.fused); on the CPU they are exactly nn.Dropout's."""
-    x = torch.randn(32, 64)
+def test_the_builtin_dropout_keeps_the_units_whose_uniform_draw_falls_below_the_keep_rate():
+    """The primitive fused members draw with (see tunelab.nn.fused), from the default generator."""
+    x = torch.randn(64, 256)
     torch.manual_seed(3)
-    expected = nn.Dropout(0.3)(x)
+    kept = torch.rand(64, 256) < 0.7
     torch.manual_seed(3)
-    assert torch.equal(Dropout(0.3)(x), expected)
-    assert torch.equal(Dropout(0.3).eval()(x), x)
+    out = Dropout(0.3)(x)
+    assert torch.equal(out, x * (kept.float() / 0.7))
+    assert abs(kept.float().mean().item() - 0.7) < 0.01
+    assert torch.equal(Dropout(0.3).eval()(x), x) and torch.equal(Dropout(0.0)(x), x)

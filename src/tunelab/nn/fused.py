@@ -38,8 +38,8 @@ __all__ = ["run_epochs_fused", "signature"]
 
 _ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SELU, nn.Identity)
 _POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d)
-# torch's and the builtin models': the same masks on the CPU; on CUDA only the builtin models'
-# draw what a fused member draws (torch's use a fused kernel of their own there)
+# the builtin models' (their members' masks drawn as one) and torch's (on the CPU: on CUDA it
+# draws with a fused kernel of its own, which a member cannot reproduce)
 _DROPOUTS = (nn.Dropout, Dropout)
 _OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
 _LOSSES = (nn.CrossEntropyLoss, nn.MSELoss, nn.L1Loss, nn.HuberLoss)
@@ -232,16 +232,21 @@ class _FusedEpoch:
         return y.unflatten(1, (K, -1)).transpose(0, 1)
 
     def _masks(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        """Dropout's masks, each member's from its own generator, drawn as ``nn.Dropout`` draws
-        them (so a member's draws are those it would make alone), scaled by 1 / (1 - p)."""
+        """Dropout's masks, each member's from its own generator, drawn as its dropout layer
+        draws them alone (so a member's draws are those it would make alone), scaled by
+        1 / (1 - p)."""
         masks = torch.empty_like(x)
         rates = [self.layers[k][index].p for k in range(len(self.trainers))]
+        keep = _per_member([1 - p for p in rates], masks)
+        ours = isinstance(self.layers[0][index], Dropout)  # a signature does not mix the two
         for k, (trainer, p) in enumerate(zip(self.trainers, rates, strict=True)):
-            if p > 0:
+            if p == 0:  # draws nothing alone
+                masks[k].fill_(0 if ours else 1)
+            elif ours:
+                masks[k].uniform_(generator=trainer.generator)
+            else:  # nn.Dropout's own draws (on the CPU; models of your own)
                 masks[k].bernoulli_(1 - p, generator=trainer.generator)
-            else:
-                masks[k].fill_(1)
-        return masks.div_(_per_member([1 - p for p in rates], masks))
+        return (masks.lt_(keep) if ours else masks).div_(keep)
 
     def _losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Each member's mean loss over its batch, as its own loss module computes it."""
@@ -395,7 +400,7 @@ def _layers(model: nn.Module) -> list[nn.Module] | None:
 
 def _layer_key(layer: nn.Module) -> str:
     """A layer's type and shape-making settings (a dropout's rate is the member's own)."""
-    return "Dropout" if isinstance(layer, nn.Dropout) else repr(layer)
+    return type(layer).__module__ if isinstance(layer, nn.Dropout) else repr(layer)
 
 
 def _fingerprint(trainer: Trainer) -> str:
