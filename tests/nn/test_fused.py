@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from tunelab.errors import TrialDiverged
-from tunelab.nn import Trainer, build_cnn, build_mlp, load_dataset, split_dataset
+from tunelab.nn import Split, Trainer, build_cnn, build_mlp, load_dataset, split_dataset
 from tunelab.nn.fused import run_epochs_fused, signature
 from tunelab.nn.models import Dropout
 
@@ -205,3 +205,12 @@ def test_what_cannot_be_fused_has_no_signature(digits):
     assert signature(wide) != signature(narrow)
     with pytest.raises(ValueError, match="share one signature"):
         run_epochs_fused([wide, narrow])
+
+
+def test_members_share_their_training_and_validation_data(digits):
+    """The validation pass is one for the group: a member validated on other rows is apart."""
+    train, val, test = digits
+    one = trainer(digits, lambda: build_mlp(64, 10), seed=0)
+    same = trainer((train, Split(val.X.copy(), val.y.copy()), test), lambda: build_mlp(64, 10), 1)
+    other = trainer((train, test, val), lambda: build_mlp(64, 10), seed=0)
+    assert signature(one) == signature(same) != signature(other)

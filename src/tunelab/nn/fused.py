@@ -25,6 +25,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,7 +33,7 @@ from torch import nn
 from tunelab.nn.callbacks import Callback
 from tunelab.nn.data import CLASSIFICATION
 from tunelab.nn.models import Dropout
-from tunelab.nn.train import Trainer, _batch_bounds, _deterministic
+from tunelab.nn.train import _EVAL_BATCH_SIZE, Trainer, _batch_bounds, _deterministic
 
 __all__ = ["run_epochs_fused", "signature"]
 
@@ -106,12 +107,14 @@ def run_epochs_fused(trainers: Sequence[Trainer]) -> list[dict[str, float] | Bas
                 results[k] = exc
         live = sorted(orders)
         if live:
-            logs = _FusedEpoch([trainers[k] for k in live]).run([orders[k] for k in live])
-            for k, outcome in zip(live, logs, strict=True):
+            epoch = _FusedEpoch([trainers[k] for k in live])
+            logs = epoch.run([orders[k] for k in live])
+            for i, (k, outcome) in enumerate(zip(live, logs, strict=True)):
                 try:
                     if isinstance(outcome, BaseException):
                         raise outcome
-                    results[k] = trainers[k].end_epoch(outcome)
+                    val_outputs = None if epoch.val_outputs is None else epoch.val_outputs[i]
+                    results[k] = trainers[k].end_epoch(outcome, val_outputs)
                 except Exception as exc:  # noqa: BLE001
                     results[k] = exc
     return results
@@ -130,13 +133,17 @@ class _FusedEpoch:
         self.task, self.device = first.task, first.device
         self.kind = type(first.optimizer)
         self.failed: dict[int, BaseException] = {}
+        #: Each member's outputs on the validation split after the epoch (None without one).
+        self.val_outputs: list[torch.Tensor] | None = None
 
     def run(self, orders: Sequence[torch.Tensor]) -> list[dict[str, float] | BaseException]:
-        stacked = [
-            torch.stack([member[i].detach() for member in self.params]).requires_grad_()
-            for i in range(len(self.params[0]))
-        ]
-        state = self._stack_state(stacked)
+        # every member's parameters as one row of one tensor, and its optimizer state alike: a
+        # step is then a handful of operations on (members, parameters), not a handful per layer
+        shapes = [p.shape for p in self.params[0]]
+        sizes = [p.numel() for p in self.params[0]]
+        flat = torch.stack([_flat([p.detach() for p in member]) for member in self.params])
+        flat.requires_grad_()
+        state = self._stack_state()
         self.settings = self._settings()
         K = len(self.trainers)
         order = torch.stack(list(orders))
@@ -147,13 +154,15 @@ class _FusedEpoch:
         ):
             batch = order[:, start:stop]
             inputs, targets = self.inputs[batch], self.targets[batch]
-            outputs = self._forward(stacked, inputs)
+            weights = [
+                w.view(K, *shape) for w, shape in zip(flat.split(sizes, 1), shapes, strict=True)
+            ]
+            outputs = self._forward(weights, inputs)
             losses = self._losses(outputs, targets)
-            for p in stacked:
-                p.grad = None
+            flat.grad = None
             losses.sum().backward()
             with torch.no_grad():
-                self._step(stacked, state)
+                self._step(flat, state)
                 totals[:, 0] += losses.detach() * (stop - start)
                 if self.task == CLASSIFICATION:
                     totals[:, 1] += (outputs.argmax(-1) == targets).sum(1)
@@ -165,7 +174,11 @@ class _FusedEpoch:
                         hook.on_batch_end(self.trainers[k], step, losses[k].detach())
                 except Exception as exc:  # noqa: BLE001 - this member fails alone
                     self.failed[k] = exc
-        self._hand_back(stacked, state)
+        flat = flat.detach()
+        self.val_outputs = self._validate(
+            [w.view(K, *shape) for w, shape in zip(flat.split(sizes, 1), shapes, strict=True)]
+        )
+        self._hand_back(flat, state, sizes)
         n = len(self.inputs)
         results: list[dict[str, float] | BaseException] = []
         for k, (loss_sum, correct) in enumerate(totals.tolist()):
@@ -179,8 +192,30 @@ class _FusedEpoch:
         return results
 
     # The network -------------------------------------------------------------------------------
-    def _forward(self, stacked: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """Every member's network on its own batch: ``x`` is (members, batch, *sample)."""
+    def _validate(self, weights: list[torch.Tensor]) -> list[torch.Tensor] | None:
+        """Every member's outputs on the validation split (the same for all: their signature
+        holds it), in eval mode as :func:`~tunelab.nn.predict` gives them alone, computed in one
+        pass for all members instead of one each, and brought to the CPU once."""
+        val = self.trainers[0]._val
+        if val is None:
+            return None
+        K = len(self.trainers)
+        x = torch.as_tensor(val.X, dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            outputs = torch.cat(
+                [
+                    self._forward(weights, chunk.expand(K, *chunk.shape), training=False)
+                    for chunk in x.split(max(1, _EVAL_BATCH_SIZE // K))
+                ],
+                dim=1,
+            ).cpu()
+        return list(outputs.unbind(0))
+
+    def _forward(
+        self, stacked: list[torch.Tensor], x: torch.Tensor, training: bool = True
+    ) -> torch.Tensor:
+        """Every member's network on its own batch: ``x`` is (members, batch, *sample); out of
+        ``training``, dropout keeps every unit."""
         K, B = x.shape[:2]
         weights = iter(stacked)
         for i, layer in enumerate(self.layers[0]):
@@ -207,7 +242,8 @@ class _FusedEpoch:
                     layer.dim + 1 if layer.dim >= 0 else layer.dim, layer.unflattened_size
                 )
             elif isinstance(layer, nn.Dropout):
-                x = x * self._masks(i, x)
+                if training:
+                    x = x * self._masks(i, x)
             else:  # an activation
                 x = layer(x)
         return x
@@ -275,95 +311,96 @@ class _FusedEpoch:
 
     # The optimizer -----------------------------------------------------------------------------
     def _settings(self) -> dict[str, torch.Tensor]:
-        """The members' optimizer settings that hold for the epoch, one value each."""
+        """The members' optimizer settings that hold for the epoch, a column of one value each."""
         groups = [t.optimizer.param_groups[0] for t in self.trainers]
         names = ["weight_decay"]
         names += ["momentum", "nesterov"] if self.kind is torch.optim.SGD else ["eps"]
-        settings = {name: _values([g[name] for g in groups], self.device) for name in names}
+        settings = {name: _column([g[name] for g in groups], self.device) for name in names}
         if self.kind is not torch.optim.SGD:  # 1 - beta in double, then float32, as torch has it
-            settings["beta2"] = _values([g["betas"][1] for g in groups], self.device)
-            settings["1-beta1"] = _values([1 - g["betas"][0] for g in groups], self.device)
-            settings["1-beta2"] = _values([1 - g["betas"][1] for g in groups], self.device)
+            settings["beta2"] = _column([g["betas"][1] for g in groups], self.device)
+            settings["1-beta1"] = _column([1 - g["betas"][0] for g in groups], self.device)
+            settings["1-beta2"] = _column([1 - g["betas"][1] for g in groups], self.device)
         return settings
 
-    def _stack_state(self, stacked: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        """Each parameter's optimizer state, stacked; zeros where a member has none yet (a
-        momentum buffer of zeros takes the first gradient exactly as torch's clone does)."""
+    def _stack_state(self) -> dict[str, torch.Tensor]:
+        """The optimizer state, one row per member as :meth:`run` lays out the parameters;
+        zeros where a member has none yet (a momentum buffer of zeros takes the first gradient
+        exactly as torch's clone does)."""
         names = ("momentum_buffer",) if self.kind is torch.optim.SGD else ("exp_avg", "exp_avg_sq")
         own = [[t.optimizer.state.get(p, {}) for p in ps] for t, ps in self._members()]
-        state = [
-            {
-                name: torch.stack(
-                    [_or_zeros(own[k][i].get(name), self.params[k][i]) for k in range(len(own))]
-                )
-                for name in names
-            }
-            for i in range(len(stacked))
-        ]
+        state = {
+            name: torch.stack(
+                [
+                    _flat(
+                        [_or_zeros(kept.get(name), p) for kept, p in zip(member, ps, strict=True)]
+                    )
+                    for member, ps in zip(own, self.params, strict=True)
+                ]
+            )
+            for name in names
+        }
         # Adam's steps so far, per member (torch keeps one count per parameter, all equal)
         self.steps = [float(member[0].get("step", 0)) if member else 0.0 for member in own]
         return state
 
-    def _step(self, stacked: list[torch.Tensor], state: list[dict[str, torch.Tensor]]) -> None:
-        """One optimizer step of every member: torch's formulas, with each member's settings."""
+    def _step(self, flat: torch.Tensor, state: dict[str, torch.Tensor]) -> None:
+        """One optimizer step of every member: torch's formulas, with each member's settings
+        as a column against its row of parameters."""
         settings = self.settings
         groups = [t.optimizer.param_groups[0] for t in self.trainers]
         rates = [g["lr"] for g in groups]
-        lr = _values(rates, self.device)
-        if self.kind is not torch.optim.SGD:  # torch's scalars, computed in double as torch does
-            self.steps = [s + 1 for s in self.steps]
-            betas = [g["betas"] for g in groups]
-            step_size = _values(
-                [r / (1 - b1**s) for r, (b1, _), s in zip(rates, betas, self.steps, strict=True)],
-                self.device,
+        lr = _column(rates, self.device)
+        grad, decay = flat.grad, settings["weight_decay"]
+        if self.kind is torch.optim.SGD:
+            if decay.any():
+                grad = grad + decay * flat
+            momentum = settings["momentum"]
+            buffer = state["momentum_buffer"].mul_(momentum).add_(grad)
+            update = torch.where(settings["nesterov"] > 0, grad + momentum * buffer, buffer)
+            flat.sub_(lr * torch.where(momentum == 0, grad, update))
+            return
+        # torch's scalars, computed in double as torch does
+        self.steps = [s + 1 for s in self.steps]
+        betas = [g["betas"] for g in groups]
+        step_size = _column(
+            [r / (1 - b1**s) for r, (b1, _), s in zip(rates, betas, self.steps, strict=True)],
+            self.device,
+        )
+        root2 = _column(
+            [(1 - b2**s) ** 0.5 for (_, b2), s in zip(betas, self.steps, strict=True)],
+            self.device,
+        )
+        if self.kind is torch.optim.AdamW:
+            flat.mul_(
+                _column(
+                    [1 - r * g["weight_decay"] for r, g in zip(rates, groups, strict=True)],
+                    self.device,
+                )
             )
-            root2 = _values(
-                [(1 - b2**s) ** 0.5 for (_, b2), s in zip(betas, self.steps, strict=True)],
-                self.device,
-            )
-            shrink = _values(
-                [1 - r * g["weight_decay"] for r, g in zip(rates, groups, strict=True)], self.device
-            )
-        for p, entry in zip(stacked, state, strict=True):
+        elif decay.any():
+            grad = grad + decay * flat
+        state["exp_avg"].lerp_(grad, settings["1-beta1"])
+        state["exp_avg_sq"].mul_(settings["beta2"]).addcmul_(grad * settings["1-beta2"], grad)
+        denom = (state["exp_avg_sq"].sqrt() / root2).add_(settings["eps"])
+        flat.sub_(step_size * (state["exp_avg"] / denom))
 
-            def like(values: torch.Tensor, p: torch.Tensor = p) -> torch.Tensor:
-                return values.view(-1, *([1] * (p.dim() - 1)))
-
-            grad, decay = p.grad, like(settings["weight_decay"])
-            if self.kind is torch.optim.SGD:
-                if settings["weight_decay"].any():
-                    grad = grad + decay * p
-                momentum = like(settings["momentum"])
-                buffer = entry["momentum_buffer"].mul_(momentum).add_(grad)
-                nesterov = like(settings["nesterov"]) > 0
-                update = torch.where(nesterov, grad + momentum * buffer, buffer)
-                p.sub_(like(lr) * torch.where(momentum == 0, grad, update))
-                continue
-            if self.kind is torch.optim.AdamW:
-                p.mul_(like(shrink))
-            elif settings["weight_decay"].any():
-                grad = grad + decay * p
-            entry["exp_avg"].lerp_(grad, like(settings["1-beta1"]))
-            entry["exp_avg_sq"].mul_(like(settings["beta2"])).addcmul_(
-                grad * like(settings["1-beta2"]), grad
-            )
-            denom = (entry["exp_avg_sq"].sqrt() / like(root2)).add_(like(settings["eps"]))
-            p.sub_(like(step_size) * (entry["exp_avg"] / denom))
-
-    def _hand_back(self, stacked: list[torch.Tensor], state: list[dict[str, torch.Tensor]]) -> None:
+    def _hand_back(
+        self, flat: torch.Tensor, state: dict[str, torch.Tensor], sizes: list[int]
+    ) -> None:
         """Each member's weights and optimizer state back into its own model and optimizer."""
         with torch.no_grad():
             for k, (trainer, member) in enumerate(self._members()):
                 momentum = trainer.optimizer.param_groups[0].get("momentum")
-                for p, own, entry in zip(stacked, member, state, strict=True):
-                    own.copy_(p[k])
+                rows = {name: values[k].split(sizes) for name, values in state.items()}
+                for i, (own, p) in enumerate(zip(member, flat[k].split(sizes), strict=True)):
+                    own.copy_(p.view_as(own))
                     kept = trainer.optimizer.state[own]
                     if self.kind is not torch.optim.SGD:
                         kept["step"] = torch.tensor(self.steps[k], dtype=torch.float32)
-                        kept["exp_avg"] = entry["exp_avg"][k].clone()
-                        kept["exp_avg_sq"] = entry["exp_avg_sq"][k].clone()
+                        kept["exp_avg"] = rows["exp_avg"][i].view_as(own).clone()
+                        kept["exp_avg_sq"] = rows["exp_avg_sq"][i].view_as(own).clone()
                     elif momentum:
-                        kept["momentum_buffer"] = entry["momentum_buffer"][k].clone()
+                        kept["momentum_buffer"] = rows["momentum_buffer"][i].view_as(own).clone()
 
     def _members(self) -> list[tuple[Trainer, list[torch.Tensor]]]:
         return list(zip(self.trainers, self.params, strict=True))
@@ -404,13 +441,18 @@ def _layer_key(layer: nn.Module) -> str:
 
 
 def _fingerprint(trainer: Trainer) -> str:
-    """The training data's identity (members must train on the same samples); kept per trainer."""
+    """The training and validation data's identity (members must train and be validated on the
+    same samples); kept per trainer."""
     cached = getattr(trainer, "_fused_fingerprint", None)
     if cached is None:
         digest = hashlib.blake2b(digest_size=16)
-        for tensor in (trainer._inputs, trainer._targets):
-            digest.update(str((tensor.dtype, tuple(tensor.shape))).encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        val = () if trainer._val is None else (trainer._val.X, trainer._val.y)
+        for array in (trainer._inputs, trainer._targets, *val):
+            if isinstance(array, torch.Tensor):
+                array = array.detach().cpu().numpy()
+            array = np.ascontiguousarray(array)
+            digest.update(str((array.dtype, array.shape)).encode())
+            digest.update(array.tobytes())
         cached = trainer._fused_fingerprint = digest.hexdigest()
     return cached
 
@@ -423,6 +465,16 @@ def _batch_hooks(trainer: Trainer) -> list[Callback]:
 def _values(values: Sequence[Any], device: torch.device) -> torch.Tensor:
     """One value per member, as float32 on the device."""
     return torch.tensor([float(v) for v in values], dtype=torch.float32, device=device)
+
+
+def _column(values: Sequence[Any], device: torch.device) -> torch.Tensor:
+    """One value per member, as a column against the members' rows of parameters."""
+    return _values(values, device).unsqueeze(1)
+
+
+def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """One member's tensors (its parameters, or their optimizer state) as one row."""
+    return torch.cat([t.reshape(-1) for t in tensors])
 
 
 def _per_member(values: Sequence[Any], like: torch.Tensor) -> torch.Tensor:

@@ -239,28 +239,27 @@ class Trainer:
         self._epoch_lr = self.lr
         return torch.randperm(len(self._inputs), generator=self._batch_order).to(self.device)
 
-    def end_epoch(self, train_logs: Mapping[str, float]) -> dict[str, float]:
+    def end_epoch(
+        self, train_logs: Mapping[str, float], val_outputs: torch.Tensor | None = None
+    ) -> dict[str, float]:
         """The end of :meth:`run_epoch` once the batches were trained: score the validation
         split, keep the logs, call the callbacks' ``on_epoch_end``.
 
         Args:
             train_logs: ``train_loss`` and, for classification, ``train_accuracy``.
+            val_outputs: the network's outputs on the validation split, on the CPU, when the
+                caller computed them (fused training does, for all its members in one pass);
+                by default the trainer predicts them.
 
         Returns:
             The epoch's logs, as :meth:`run_epoch` returns them.
         """
         logs = {**train_logs, "lr": self._epoch_lr}
         if self._val is not None:
+            if val_outputs is None:
+                val_outputs = torch.from_numpy(predict(self.model, self._val.X, self.device))
             logs.update(
-                evaluate(
-                    self.model,
-                    self._val,
-                    self.task,
-                    self.device,
-                    "val",
-                    self.loss_fn,
-                    self._target_scaler,
-                )
+                score(val_outputs, self._val, self.task, "val", self.loss_fn, self._target_scaler)
             )
         self.history.append(logs)
         self.epoch += 1
@@ -505,6 +504,19 @@ def evaluate(
             on scaled targets like in training, the other metrics in the target's own units.
     """
     outputs = torch.from_numpy(predict(model, split.X, device))
+    return score(outputs, split, task, prefix, loss_fn, target_scaler)
+
+
+def score(
+    outputs: torch.Tensor,
+    split: Split,
+    task: str,
+    prefix: str = "val",
+    loss_fn: nn.Module | None = None,
+    target_scaler: Scaler | None = None,
+) -> dict[str, float]:
+    """:func:`evaluate`'s metrics of a network's ``outputs`` on ``split`` (on the CPU; scaled
+    values for a regression trained with ``target_scaler``)."""
     loss_fn = make_loss(check_task(task)) if loss_fn is None else loss_fn.cpu()
     if task == CLASSIFICATION:
         targets = torch.as_tensor(split.y, dtype=torch.long)
