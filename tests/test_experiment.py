@@ -100,3 +100,25 @@ def test_a_claim_whose_holder_is_gone_is_taken_over(tmp_path):
     gone = {"owner": "no-such-host:1", "trial": best, "expires": 0.0}  # expired, elsewhere
     experiment.study.set_attr("retraining", gone)
     assert experiment.finalize()["trial"] == best
+
+
+def test_fuse_trains_same_shaped_trials_as_fused_groups_in_process_or_per_worker(
+    tmp_path, monkeypatch
+):
+    import tunelab.executors
+    import tunelab.nn.fused
+    from tunelab.executors import FusedExecutor, InlineExecutor, executor_for
+
+    monkeypatch.setattr(tunelab.executors, "available_cores", lambda: 4)
+    assert isinstance(executor_for(1, fuse=True), FusedExecutor)
+    assert type(executor_for(1)) is InlineExecutor
+    workers = executor_for(2, fuse=True)
+    assert isinstance(workers, ProcessExecutor) and workers.fuse and workers.n_workers == 2
+
+    groups, original = [], tunelab.nn.fused.run_epochs_fused
+    monkeypatch.setattr(
+        tunelab.nn.fused, "run_epochs_fused", lambda ts: groups.append(len(ts)) or original(ts)
+    )
+    spec = parse_spec({**SPEC, "fuse": True, "budget": {"trials": 4}, "device": "cpu"})
+    best = Experiment.from_spec(spec, f"sqlite:///{tmp_path}/t.db").search()
+    assert best is not None and groups and max(groups) >= 3  # 3 when the first epoch measures

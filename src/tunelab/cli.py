@@ -61,6 +61,13 @@ def run(
     address: Annotated[
         str | None, typer.Option(help="The Ray cluster (with --executor ray): auto or HOST:PORT.")
     ] = None,
+    fuse: Annotated[
+        bool | None,
+        typer.Option(
+            "--fuse/--no-fuse",
+            help="Override the spec's fuse: train same-shaped networks as fused groups.",
+        ),
+    ] = None,
 ) -> None:
     """Run (or continue) the experiment a spec describes, then test the best config."""
     from tunelab.executors import make_executor
@@ -72,6 +79,8 @@ def run(
         if workers < 1:
             raise SpecError("--workers", f"must be >= 1, got {workers}; give 1 or more")
         loaded = loaded.model_copy(update={"workers": workers})
+    if fuse is not None:
+        loaded = loaded.model_copy(update={"fuse": fuse})
     if address is not None and (executor or getattr(loaded.executor, "name", None)) != "ray":
         raise SpecError("--address", "names a Ray cluster; add --executor ray")
     if executor is not None or address is not None:

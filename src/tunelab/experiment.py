@@ -100,6 +100,7 @@ class Experiment:
             trials=budget.trials,
             minutes=budget.minutes,
             workers=self.spec.workers,
+            fuse=self.spec.fuse,
             executor=self._executor(),
             reproducible=self.spec.reproducible,
             trial_timeout=budget.trial_minutes * 60 if budget.trial_minutes else None,

@@ -157,6 +157,7 @@ class ExperimentSpec(_Strict):
     configs: list[dict[str, Any]] = []
     workers: int = Field(1, ge=1)
     executor: NamedOptions | None = None  # default: in-process for 1 worker, else processes
+    fuse: bool = False  # train same-shaped networks as fused groups, in-process or per worker
     seed: int = 0
     reproducible: bool = False  # the outcome depends on the seed alone, not on timing
     device: str = "auto"

@@ -399,6 +399,7 @@ class Study:
         reproducible: bool = False,
         n_trials: int | None = None,
         timeout: float | None = None,
+        fuse: bool = False,
     ) -> FrozenTrial | None:
         """Run trials until the budget is spent or the strategy has nothing left; return the best.
 
@@ -415,7 +416,7 @@ class Study:
             minutes: stop starting new trials after this long (this call); running ones finish.
             workers: trials at once; >1 runs them in that many local processes.
             executor: an Executor, or a name from :data:`~tunelab.executors.EXECUTORS`
-                (overrides ``workers``).
+                (overrides ``workers`` and ``fuse``).
             trial_timeout: seconds a single trial may run before it is stopped and marked FAILED
                 (counted from when it starts running, each time it runs).
             callbacks: ``f(study, trial)`` called after each trial ends, or
@@ -432,6 +433,9 @@ class Study:
                 counts: new ones and queued ones (resuming a paused trial does not count). With
                 ``trials`` too, both limits hold.
             timeout: Optuna's name for the time budget, in seconds (``minutes`` x 60).
+            fuse: train trials whose networks have the same shape as fused groups, in this
+                process or in each worker (:class:`~tunelab.executors.FusedExecutor`); for a
+                :class:`~tunelab.nn.NetworkObjective` (other objectives run as without it).
 
         Returns:
             The study's best COMPLETE trial (from every run, not only this one), or None when no
@@ -460,7 +464,9 @@ class Study:
         logged = LoggingListener(lambda: best_trial(self._view.trials, self.direction))
         listeners = [logged, *map(as_listener, callbacks)]
         run = _Run(self, space, trials, minutes, trial_timeout, listeners, n_trials)
-        self._executor = make_executor(executor) if executor else executor_for(workers)
+        if not isinstance(fuse, bool):
+            raise SpecError("fuse", f"must be true or false, got {fuse!r}")
+        self._executor = make_executor(executor) if executor else executor_for(workers, fuse)
         run.reproducible = reproducible
         try:
             run.loop(objective, self._executor)

@@ -16,3 +16,11 @@ class TestProcesses(ExecutorContract):
     @pytest.fixture
     def executor(self):
         return ProcessExecutor(n_workers=2, threads_per_worker=1)
+
+
+class TestFusedProcesses(ExecutorContract):
+    """Plain function objectives cannot be fused: each worker runs them one at a time."""
+
+    @pytest.fixture
+    def executor(self):
+        return ProcessExecutor(n_workers=2, threads_per_worker=1, fuse=True, group_size=3)

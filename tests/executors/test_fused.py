@@ -161,3 +161,50 @@ def test_bad_options_name_the_field():
 
     with pytest.raises(SpecError, match="executor.group_size"):
         FusedExecutor(group_size=0)
+
+
+def test_worker_processes_train_fused_groups_with_the_same_results(tmp_path):
+    """fuse: true on the process executor: each worker holds a group; the trials end as alone."""
+    from tests.callbacks import FusedEpochsByProcess
+    from tunelab.executors import ProcessExecutor
+
+    counts = tmp_path / "fused"
+    counts.mkdir()
+    fixed = {"epochs": 3}
+    executor = ProcessExecutor(2, threads_per_worker=1, fuse=True, group_size=4, min_speedup=0)
+    run = Study("procs", storage=f"sqlite:///{tmp_path}/procs.db", seed=3, **METRIC)
+    made = NetworkObjective(
+        {"source": "digits"},
+        fixed={"batch_size": 64, **fixed},
+        device="cpu",
+        callbacks=[FusedEpochsByProcess(counts)],
+    )
+    run.optimize(made, SPACE, trials=12, executor=executor)
+    fused = {t.number: t for t in run.trials}
+    assert_same_trials(fused, study(tmp_path, "alone", InlineExecutor(), fixed=fixed))
+    assert all(t.state is TrialState.COMPLETE for t in fused.values())
+    assert len(list(counts.iterdir())) == 2, "both workers trained fused groups"
+
+
+def test_a_dying_worker_fails_its_whole_group_and_the_study_goes_on(tmp_path):
+    from tests.callbacks import KillProcessAtRate
+    from tunelab.executors import ProcessExecutor
+
+    run = Study(
+        "dies", storage=f"sqlite:///{tmp_path}/dies.db", seed=0, strategy="manual", **METRIC
+    )
+    for lr in [0.01, 0.02, 0.006, 0.03, 0.04, 0.05]:
+        run.enqueue({"lr": lr})
+    made = NetworkObjective(
+        {"source": "digits"},
+        fixed={"epochs": 2, "batch_size": 64},
+        device="cpu",
+        callbacks=[KillProcessAtRate(0.006)],
+    )
+    executor = ProcessExecutor(1, threads_per_worker=1, fuse=True, group_size=3, min_speedup=0)
+    run.optimize(made, {"lr": Float(1e-3, 1.0, log=True)}, trials=6, executor=executor)
+    states = {t.params["lr"]: (t.state, t.error) for t in run.trials}
+    for lr in (0.01, 0.02, 0.006):  # the group the worker held when it died
+        state, error = states[lr]
+        assert state is TrialState.FAILED and "killed by SIGKILL" in error, (lr, error)
+    assert [states[lr][0] for lr in (0.03, 0.04, 0.05)] == [TrialState.COMPLETE] * 3

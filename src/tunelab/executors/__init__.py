@@ -47,9 +47,10 @@ def make_executor(name: str | Executor, **options: Any) -> Executor:
     return build_named(EXECUTORS, "executor", name, options)
 
 
-def executor_for(workers: int = 1) -> Executor:
+def executor_for(workers: int = 1, fuse: bool = False) -> Executor:
     """In-process for one worker, local processes for more, at most one per core: more would only
-    slow every trial down (say so once; an explicit ``ProcessExecutor(n)`` is not capped)."""
+    slow every trial down (say so once; an explicit ``ProcessExecutor(n)`` is not capped). With
+    ``fuse``, each trains trials of one network shape as fused groups (:class:`FusedExecutor`)."""
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise SpecError("workers", f"must be a positive integer, got {workers!r}")
     cores = available_cores()
@@ -63,4 +64,6 @@ def executor_for(workers: int = 1) -> Executor:
             workers,
         )
         workers = cores
-    return InlineExecutor() if workers == 1 else ProcessExecutor(workers)
+    if workers == 1:
+        return FusedExecutor() if fuse else InlineExecutor()
+    return ProcessExecutor(workers, fuse=fuse)
