@@ -219,15 +219,3 @@ def test_import_builder_errors_name_the_model_field(path, message):
     with pytest.raises(SpecError, match=message) as e:
         import_builder(path)
     assert e.value.field == "model"
-
-
-def test_the_builtin_dropout_keeps_the_units_whose_uniform_draw_falls_below_the_keep_rate():
-    """The primitive fused members draw with (see tunelab.nn.fused), from the default generator."""
-    x = torch.randn(64, 256)
-    torch.manual_seed(3)
-    kept = torch.rand(64, 256) < 0.7
-    torch.manual_seed(3)
-    out = Dropout(0.3)(x)
-    assert torch.equal(out, x * (kept.float() / 0.7))
-    assert abs(kept.float().mean().item() - 0.7) < 0.01
-    assert torch.equal(Dropout(0.3).eval()(x), x) and torch.equal(Dropout(0.0)(x), x)

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EPOCHS, PAUSE = 10, 4
 
 #: Settings whose state matters: momentum and Adam's moments, a warm-up then cosine (per epoch),
-#: one-cycle (per batch), and dropout drawing from torch's global generator.
+#: one-cycle (per batch), and dropout (its draws so far are the trainer's state).
 CASES = {
     "sgd-cosine": {"optimizer": "sgd", "momentum": 0.9, "schedule": "cosine", "warmup_epochs": 2},
     "adam-onecycle": {"optimizer": "adam", "schedule": "onecycle", "lr": 0.01},

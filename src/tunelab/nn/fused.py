@@ -5,8 +5,8 @@ shape, stacked, turn K small matrix products into one batched product (and K con
 one grouped convolution), so an epoch of K costs far less than K epochs (HFTA, MLSys 2021).
 
 Each member stays its own :class:`~tunelab.nn.Trainer`: its weights as built from its seed, its
-batch order, its dropout draws (from its own generator, seeded as an unfused trainer seeds
-torch's), its optimizer's hyperparameters and state, its LR schedule, callbacks, validation and
+batch order, its dropout draws (the built-in dropout's from its own stream,
+:mod:`tunelab.nn.masks`; ``nn.Dropout``'s from a generator of its own), its optimizer's hyperparameters and state, its LR schedule, callbacks, validation and
 history. Only the batches are trained together. So a member ends where it would have alone,
 within floating-point rounding, and leaves or joins a group at any epoch: weights and optimizer
 state are stacked at the start of each fused epoch and handed back at its end.
@@ -32,6 +32,7 @@ from torch import nn
 
 from tunelab.nn.callbacks import Callback
 from tunelab.nn.data import CLASSIFICATION
+from tunelab.nn.masks import draw_masks
 from tunelab.nn.models import Dropout
 from tunelab.nn.train import _EVAL_BATCH_SIZE, Trainer, _batch_bounds, _deterministic
 
@@ -89,8 +90,9 @@ def run_epochs_fused(trainers: Sequence[Trainer]) -> list[dict[str, float] | Bas
     signatures = {signature(t) for t in trainers}
     if len(signatures) != 1 or None in signatures:
         raise ValueError("fused trainers must share one signature (see tunelab.nn.fused)")
-    for trainer in trainers:
-        if trainer.generator is None:  # dropout draws from the member's own generator
+    torchs = any(type(layer) is nn.Dropout for layer in _layers(trainers[0].model))
+    for trainer in trainers if torchs else ():
+        if trainer.generator is None:  # nn.Dropout draws from the member's own generator
             if trainer._begun:
                 raise ValueError(
                     "a trainer joins fused training before it begins (or is resumed): set "
@@ -268,21 +270,20 @@ class _FusedEpoch:
         return y.unflatten(1, (K, -1)).transpose(0, 1)
 
     def _masks(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        """Dropout's masks, each member's from its own generator, drawn as its dropout layer
-        draws them alone (so a member's draws are those it would make alone), scaled by
-        1 / (1 - p)."""
-        masks = torch.empty_like(x)
+        """Dropout's masks, each member's drawn as it would draw them alone, scaled by
+        1 / (1 - p): the built-in dropout's all at once from the members' streams
+        (:mod:`tunelab.nn.masks`); ``nn.Dropout``'s from each member's generator in turn."""
         rates = [self.layers[k][index].p for k in range(len(self.trainers))]
-        keep = _per_member([1 - p for p in rates], masks)
-        ours = isinstance(self.layers[0][index], Dropout)  # a signature does not mix the two
+        if isinstance(self.layers[0][index], Dropout):  # a signature does not mix the two
+            streams = [t.dropout for t in self.trainers]
+            return draw_masks(streams, [1 - p for p in rates], x.shape, x.dtype, x.device)
+        masks = torch.empty_like(x)
         for k, (trainer, p) in enumerate(zip(self.trainers, rates, strict=True)):
-            if p == 0:  # draws nothing alone
-                masks[k].fill_(0 if ours else 1)
-            elif ours:
-                masks[k].uniform_(generator=trainer.generator)
-            else:  # nn.Dropout's own draws (on the CPU; models of your own)
+            if p > 0:
                 masks[k].bernoulli_(1 - p, generator=trainer.generator)
-        return (masks.lt_(keep) if ours else masks).div_(keep)
+            else:
+                masks[k].fill_(1)
+        return masks.div_(_per_member([1 - p for p in rates], masks))
 
     def _losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Each member's mean loss over its batch, as its own loss module computes it."""

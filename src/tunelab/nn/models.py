@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from tunelab.errors import SpecError
+from tunelab.nn.masks import active
 
 __all__ = ["ACTIVATIONS", "POOLINGS", "build_cnn", "build_mlp", "import_builder", "builder_path"]
 
@@ -39,19 +40,17 @@ POOLINGS = ("max", "avg", "none")
 
 
 class Dropout(nn.Dropout):
-    """``nn.Dropout`` whose mask keeps the units where a uniform draw (from the input device's
-    default generator) falls below the keep rate. Why not torch's own: on the CPU ``bernoulli_``
-    draws three times slower than ``uniform_``, and on CUDA torch's masks come from a fused
-    kernel of its own; this primitive lets fused training (:mod:`tunelab.nn.fused`) draw every
-    member's masks into one tensor, each from the member's own generator, and compare them all
-    at once, so a trial draws the same masks fused or alone on either device.
+    """``nn.Dropout`` whose masks, while a :class:`~tunelab.nn.Trainer` trains, come from the
+    trainer's own :class:`~tunelab.nn.masks.DropoutStream`, so a trial draws the same masks alone
+    or in a fused group (:mod:`tunelab.nn.fused`), on the CPU and on CUDA. Outside a trainer's
+    training it is torch's own dropout.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
-            return x
-        keep = 1 - self.p
-        return x * torch.empty_like(x).uniform_().lt_(keep).div_(keep)
+        stream = active()
+        if not self.training or self.p == 0 or stream is None:
+            return super().forward(x)
+        return x * stream.mask(x, self.p)
 
 
 #: ``build_model(params, input_shape, n_outputs) -> nn.Module``: a model of your own.

@@ -25,6 +25,7 @@ from torch import nn
 from tunelab.errors import SpecError
 from tunelab.nn.callbacks import Callback, DivergenceGuard, LRSchedulerCallback
 from tunelab.nn.data import CLASSIFICATION, Scaler, Split, check_task
+from tunelab.nn.masks import DropoutStream, drawing
 from tunelab.nn.metrics import classification_metrics, regression_metrics
 from tunelab.nn.optimizers import make_loss, make_optimizer
 from tunelab.nn.schedules import make_schedule
@@ -64,9 +65,10 @@ class Trainer:
     steps themselves: run some epochs, :meth:`state_dict`, and later (in another process, say)
     build the same trainer, :meth:`load_state_dict` and go on. The state holds the model, the
     optimizer (its momentum and Adam's moments), the LR schedule, the generator of the batch
-    order, torch's global generator (dropout draws from it), every callback's state, the epoch
-    and the history, so a resumed training gives the same weights and logs, bit for bit on the
-    CPU, as one that never stopped.
+    order, the built-in dropout's draws (:class:`~tunelab.nn.masks.DropoutStream`), torch's
+    global generator (``nn.Dropout`` draws from it), every callback's state, the epoch and the
+    history, so a resumed training gives the same weights and logs, bit for bit on the CPU, as
+    one that never stopped.
 
     Every callback hook receives this object. The constructor builds the optimizer, the
     schedule and the loss at once (so bad settings fail before any training, and
@@ -183,8 +185,11 @@ class Trainer:
         self.epoch = 0
         self.stopped = False
         self._batch_order = torch.Generator().manual_seed(seed)
-        #: Where dropout draws from: None for torch's global generator (reseeded with ``seed``
-        #: when training begins); fused training gives each trainer of a group its own.
+        #: Where the built-in models' dropout draws its masks (:mod:`tunelab.nn.masks`).
+        self.dropout = DropoutStream(seed, hashed=self.device.type != "cpu")
+        #: Where torch's own random layers (``nn.Dropout``) draw from: None for torch's global
+        #: generator (reseeded with ``seed`` when training begins); fused training gives each
+        #: trainer of a group its own.
         self.generator: torch.Generator | None = None
         self._epoch_lr = self.lr
         self._begun = self._finished = False
@@ -215,7 +220,7 @@ class Trainer:
         """
         with _deterministic(self.device):
             order = self.begin_epoch()
-            with _drawing_from(self.generator):
+            with _drawing_from(self.generator), drawing(self.dropout):
                 train_logs = self._train_epoch(order)
             return self.end_epoch(train_logs)
 
@@ -301,6 +306,7 @@ class Trainer:
             },
             "batch_order": self._batch_order.get_state(),
             "torch_rng": (self._own("cpu") or torch.default_generator).get_state(),
+            "dropout": self.dropout.state_dict(),
         }
         if self.device.type == "cuda":  # dropout on the GPU draws from the device's generator
             own = self._own("cuda")
@@ -329,6 +335,7 @@ class Trainer:
         for key, hook in zip(keys, self.callbacks, strict=True):
             hook.load_state_dict(state["callbacks"][key])
         self._batch_order.set_state(state["batch_order"])
+        self.dropout.load_state_dict(state["dropout"])
         own = self._own("cpu")
         if own:
             own.set_state(state["torch_rng"])
@@ -349,7 +356,7 @@ class Trainer:
             return
         self._begun = True
         if self.generator is None:
-            torch.manual_seed(self._seed)
+            _seed_torch(self._seed)
         else:
             self.generator.manual_seed(self._seed)
         for hook in self.callbacks:
@@ -410,8 +417,12 @@ def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's global generators (CUDA too), for repeatable trials."""
     random.seed(seed)
     np.random.seed(seed)
-    # not torch.manual_seed: it queues a seeding for every accelerator kind torch knows, with a
-    # stack trace each, a millisecond per trial on a machine that has none of them
+    _seed_torch(seed)
+
+
+def _seed_torch(seed: int) -> None:
+    """torch.manual_seed, less its cost: it queues a seeding for every accelerator kind torch
+    knows, with a stack trace each, a millisecond per trial on a machine that has none of them."""
     torch.default_generator.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)

@@ -1,0 +1,134 @@
+"""Dropout masks a trainer draws the same alone or in a fused group, on the CPU and on CUDA.
+
+A fused group (:mod:`tunelab.nn.fused`) must draw each member's masks as that member would alone,
+so every trainer draws from a :class:`DropoutStream` of its own, and :func:`draw_masks` draws
+the next mask of any number of streams at once, each exactly as it alone would:
+
+- **On the CPU** a stream is a generator seeded with the trainer's seed. Generating the numbers
+  is the cost there, and K generators filling K slices cost what one filling all of them does.
+- **On a GPU** a stream is a counter: a unit is kept when a 32-bit hash of (the seed, the masks
+  drawn so far, the unit's index) falls below the keep rate. Launching kernels is the cost there,
+  and K generators would take K launches per dropout layer per step, more than the fused step
+  itself; the hash is one computation for every member, in integers, so exact on any device.
+  Its mixer's multiplier is below 2**31, so every product of 32-bit values fits in int64.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
+from typing import Any
+
+import torch
+
+__all__ = ["DropoutStream", "active", "draw_masks", "drawing"]
+
+_M32 = 0xFFFFFFFF
+_MULTIPLIER = 0x45D9F3B
+_ACTIVE: ContextVar[DropoutStream | None] = ContextVar("tunelab_dropout_stream", default=None)
+_INDEX: dict[tuple[int, torch.device], torch.Tensor] = {}  # the units' hashed indices, kept
+
+
+class DropoutStream:
+    """One trainer's source of dropout masks (see the module's docstring).
+
+    Args:
+        seed: the trainer's seed.
+        hashed: draw by the counter-based hash (the GPU's way) instead of a generator.
+    """
+
+    def __init__(self, seed: int, hashed: bool = False) -> None:
+        self.seed = seed
+        self.draws = 0
+        self.generator = None if hashed else torch.Generator().manual_seed(seed)
+
+    def key(self) -> int:
+        """The 32-bit key of the next hashed mask."""
+        folded = (self.seed ^ (self.seed >> 32)) & _M32
+        return _mix((_mix(folded) ^ self.draws) & _M32)
+
+    def mask(self, x: torch.Tensor, p: float) -> torch.Tensor:
+        """The next mask for ``x`` at drop rate ``p``: 0 or 1 / (1 - p), shaped like ``x``."""
+        return draw_masks([self], [1 - p], (1, *x.shape), x.dtype, x.device)[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        generator = None if self.generator is None else self.generator.get_state()
+        return {"draws": self.draws, "generator": generator}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.draws = int(state["draws"])
+        if self.generator is not None:
+            self.generator.set_state(state["generator"])
+
+
+@contextlib.contextmanager
+def drawing(stream: DropoutStream) -> Iterator[None]:
+    """Let the built-in dropout layers draw their masks from ``stream`` in the block."""
+    token = _ACTIVE.set(stream)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+def active() -> DropoutStream | None:
+    """The stream dropout draws from here (None outside a trainer's training)."""
+    return _ACTIVE.get()
+
+
+def draw_masks(
+    streams: Sequence[DropoutStream],
+    keeps: Sequence[float],
+    shape: Sequence[int],
+    dtype: torch.dtype,
+    device: torch.device,
+) -> torch.Tensor:
+    """The next mask of each stream, stacked in ``shape`` (streams, ...): stream k keeps a unit
+    with probability ``keeps[k]``, and a kept unit is scaled by 1 / keep as dropout does. A
+    keep of 1 keeps every unit and draws nothing, as dropout at rate 0 does not."""
+    column = (len(streams), *[1] * (len(shape) - 1))
+    keep = torch.tensor(keeps, dtype=dtype, device=device).view(column)
+    if streams[0].generator is None:
+        kept = _hashed(streams, keeps, shape, device) < _thresholds(keeps, device).view(column)
+    else:
+        uniform = torch.empty(shape, dtype=dtype, device=device)
+        for k, (stream, rate) in enumerate(zip(streams, keeps, strict=True)):
+            if rate < 1:
+                uniform[k].uniform_(generator=stream.generator)
+            else:
+                uniform[k].zero_()
+        kept = uniform < keep
+    for stream, rate in zip(streams, keeps, strict=True):
+        stream.draws += rate < 1
+    return kept.to(dtype).div_(keep)
+
+
+def _hashed(
+    streams: Sequence[DropoutStream],
+    keeps: Sequence[float],
+    shape: Sequence[int],
+    device: torch.device,
+) -> torch.Tensor:
+    """Each stream's next hashed draw per unit, a 32-bit integer, shaped ``shape``."""
+    units = math.prod(shape[1:])
+    index = _INDEX.get((units, device))
+    if index is None:
+        index = _INDEX[(units, device)] = _mix(torch.arange(units, device=device))
+        while len(_INDEX) > 64:  # a few shapes per network; bound it all the same
+            _INDEX.pop(next(iter(_INDEX)))
+    keys = torch.tensor([s.key() for s in streams], device=device).view(len(streams), 1)
+    return _mix(index ^ keys).view(*shape)
+
+
+def _thresholds(keeps: Sequence[float], device: torch.device) -> torch.Tensor:
+    """A unit is kept when its hash is below keep * 2**32."""
+    return torch.tensor([round(keep * 2**32) for keep in keeps], device=device)
+
+
+def _mix(x):
+    """A 32-bit integer hash; the same on Python ints and on int64 tensors (values < 2**32)."""
+    x = ((x ^ (x >> 16)) * _MULTIPLIER) & _M32
+    x = ((x ^ (x >> 16)) * _MULTIPLIER) & _M32
+    return x ^ (x >> 16)
