@@ -18,9 +18,10 @@ scaled linearly (they are sequential); processes are scaled from their steady st
 goals: on 2 CPU threads at least 4x at K=16 for 64-unit MLPs; on a GPU at least 40x at K=64 and
 150x at K=256 for 256-unit MLPs, and 15x at K=64 for the 1-D CNN.
 
-The end-to-end figure (``--end-to-end``): ``examples/mnist1d_fused.yaml`` run with 256 trials,
-fused and then with the in-process executor: wall time, and the time at which each reached its
-best validation accuracy.
+The end-to-end figure (``--end-to-end``): ``examples/mnist1d_fused.yaml`` run with 256 trials
+three ways: fused in-process (``fuse: true``), fused in one worker process per core (``fuse:
+true, workers: N``, their start-up included) and one at a time in-process: wall time, and the
+time at which each reached its best validation accuracy.
 
 Usage: python bench/fused.py [--ks 4 16 64 256] [--networks ...] [--epochs 1] [--end-to-end]
 Writes bench/results/fused.json and .md (a run keeps the rows it did not redo).
@@ -137,24 +138,26 @@ def end_to_end(trials: int) -> dict:
     and when the best trial (the same one, given equal results) finished."""
     from tunelab.executors import available_cores
     from tunelab.experiment import Experiment
-    from tunelab.spec import NamedOptions, load_spec
+    from tunelab.spec import load_spec
 
     spec = load_spec(ROOT / "examples" / "mnist1d_fused.yaml")
     spec = spec.model_copy(update={"budget": spec.budget.model_copy(update={"trials": trials})})
     workers = available_cores()
-    per_worker = NamedOptions(
-        name="processes", n_workers=workers, fuse=True, **spec.executor.options
-    )
     row: dict = {"trials": trials, "workers": workers}
-    contenders = (("fused", spec.executor), ("fused_processes", per_worker), ("alone", None))
-    for label, executor in contenders:
+    contenders = (
+        ("fused", {"fuse": True, "workers": 1}),
+        ("fused_processes", {"fuse": True, "workers": workers}),
+        ("alone", {"fuse": False, "workers": 1}),
+    )
+    for label, how in contenders:
         with tempfile.TemporaryDirectory() as folder:
             this = spec.model_copy(
                 update={
                     "storage": f"sqlite:///{folder}/e2e.db",
                     "artifacts": folder,
-                    "executor": executor,
+                    "executor": None,
                     "name": f"e2e-{label}",
+                    **how,
                 }
             )
             experiment = Experiment.from_spec(this)
