@@ -32,7 +32,7 @@ from torch import nn
 
 from tunelab.nn.callbacks import Callback
 from tunelab.nn.data import CLASSIFICATION
-from tunelab.nn.masks import draw_masks
+from tunelab.nn.masks import draw_masks, per_member
 from tunelab.nn.models import Dropout
 from tunelab.nn.train import _EVAL_BATCH_SIZE, Trainer, _batch_bounds, _deterministic
 
@@ -352,8 +352,9 @@ class _FusedEpoch:
         rates = [g["lr"] for g in groups]
         lr = _column(rates, self.device)
         grad, decay = flat.grad, settings["weight_decay"]
+        decays = any(g["weight_decay"] for g in groups)  # in Python: no device sync per step
         if self.kind is torch.optim.SGD:
-            if decay.any():
+            if decays:
                 grad = grad + decay * flat
             momentum = settings["momentum"]
             buffer = state["momentum_buffer"].mul_(momentum).add_(grad)
@@ -378,12 +379,14 @@ class _FusedEpoch:
                     self.device,
                 )
             )
-        elif decay.any():
+        elif decays:
             grad = grad + decay * flat
-        state["exp_avg"].lerp_(grad, settings["1-beta1"])
-        state["exp_avg_sq"].mul_(settings["beta2"]).addcmul_(grad * settings["1-beta2"], grad)
-        denom = (state["exp_avg_sq"].sqrt() / root2).add_(settings["eps"])
-        flat.sub_(step_size * (state["exp_avg"] / denom))
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg.lerp_(grad, settings["1-beta1"])
+        exp_avg_sq.mul_(settings["beta2"]).addcmul_(grad * settings["1-beta2"], grad)
+        update = exp_avg_sq.sqrt().div_(root2).add_(settings["eps"])  # the denominator, then
+        torch.div(exp_avg, update, out=update)  # in place: a group's state outgrows the caches
+        flat.sub_(update.mul_(step_size))
 
     def _hand_back(
         self, flat: torch.Tensor, state: dict[str, torch.Tensor], sizes: list[int]
@@ -465,7 +468,7 @@ def _batch_hooks(trainer: Trainer) -> list[Callback]:
 
 def _values(values: Sequence[Any], device: torch.device) -> torch.Tensor:
     """One value per member, as float32 on the device."""
-    return torch.tensor([float(v) for v in values], dtype=torch.float32, device=device)
+    return per_member([float(v) for v in values], torch.float32, device)
 
 
 def _column(values: Sequence[Any], device: torch.device) -> torch.Tensor:

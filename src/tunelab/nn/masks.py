@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["DropoutStream", "active", "draw_masks", "drawing"]
+__all__ = ["DropoutStream", "active", "draw_masks", "drawing", "per_member"]
 
 _M32 = 0xFFFFFFFF
 _MULTIPLIER = 0x45D9F3B
@@ -89,7 +89,7 @@ def draw_masks(
     with probability ``keeps[k]``, and a kept unit is scaled by 1 / keep as dropout does. A
     keep of 1 keeps every unit and draws nothing, as dropout at rate 0 does not."""
     column = (len(streams), *[1] * (len(shape) - 1))
-    keep = torch.tensor(keeps, dtype=dtype, device=device).view(column)
+    keep = per_member(keeps, dtype, device).view(column)
     if streams[0].generator is None:
         kept = _hashed(streams, keeps, shape, device) < _thresholds(keeps, device).view(column)
     else:
@@ -118,13 +118,20 @@ def _hashed(
         index = _INDEX[(units, device)] = _mix(torch.arange(units, device=device))
         while len(_INDEX) > 64:  # a few shapes per network; bound it all the same
             _INDEX.pop(next(iter(_INDEX)))
-    keys = torch.tensor([s.key() for s in streams], device=device).view(len(streams), 1)
-    return _mix(index ^ keys).view(*shape)
+    keys = per_member([s.key() for s in streams], torch.int64, device)
+    return _mix(index ^ keys.view(len(streams), 1)).view(*shape)
 
 
 def _thresholds(keeps: Sequence[float], device: torch.device) -> torch.Tensor:
     """A unit is kept when its hash is below keep * 2**32."""
-    return torch.tensor([round(keep * 2**32) for keep in keeps], device=device)
+    return per_member([round(keep * 2**32) for keep in keeps], torch.int64, device)
+
+
+def per_member(values: Sequence[float], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """One value per member on the device, copied without waiting for the device: from pinned
+    memory, asynchronously (a plain copy to a GPU waits for all queued work, every step)."""
+    pinned = device.type == "cuda"
+    return torch.tensor(values, dtype=dtype, pin_memory=pinned).to(device, non_blocking=True)
 
 
 def _mix(x):

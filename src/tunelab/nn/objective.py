@@ -199,8 +199,10 @@ class NetworkObjective:
     def training(self, trial: Trial) -> TrialTraining | None:
         """The trial's training before its next epoch, for an executor that steps many trials
         at once (:class:`~tunelab.executors.FusedExecutor`); None under k-fold validation,
-        whose trials train their folds in turn. Dropout draws from the trainer's own generator,
-        seeded as torch's would be, so the trial trains as it would under :meth:`__call__`."""
+        whose trials train their folds in turn. ``nn.Dropout`` in a model of your own draws from
+        the trainer's own generator, seeded as torch's would be, so the trial trains as it would
+        under :meth:`__call__` (the built-in models' dropout always draws from the trainer's
+        own stream, :mod:`tunelab.nn.masks`)."""
         config, given, splits = self._prepare(trial)
         if len(splits.folds) > 1:
             return None

@@ -101,8 +101,9 @@ class TrialRunner:
         next epoch: :meth:`run` steps it to its end; a fused executor steps many at once.
 
         Args:
-            own_generator: dropout draws from a generator of the trainer's own, not torch's
-                global one (fused training: several trainers share a process).
+            own_generator: torch's own random layers (``nn.Dropout`` in a model of your own)
+                draw from a generator of the trainer's own, not torch's global one (fused
+                training: several trainers share a process).
         """
 
         def fresh() -> tuple[Trainer, EarlyStopping | None]:
