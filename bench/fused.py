@@ -181,9 +181,9 @@ def markdown(results: dict) -> str:
         f"{where}. Made by `python bench/fused.py` (see its docstring). Trials per hour at the same "
         "steps (each trial the same epochs at batch 32, Adam, its own rate, dropout, beta1 and "
         "weight decay); one-at-a-time runs beyond the trials timed are scaled linearly; "
-        "processes at their steady state (start-up apart). The machine is shared: a cell run "
-        "beside other work reads low; the digits MLP-64 and MLP-128 rows at K=16 and 64 were "
-        "run again on an idle machine.",
+        "processes at their steady state (start-up apart). One run per cell, in one go on an "
+        "idle machine, so cells vary from run to run (digits MLP-64 at K=64 reads 3.5x here, "
+        "4.7x as the best of three runs of each contender).",
         "",
         "| network | K | epochs | device | alone /h | processes /h | fused /h | fused / alone | "
         "fused / processes | trials timed: alone, processes | processes' start-up s |",

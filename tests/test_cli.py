@@ -401,6 +401,17 @@ def test_a_bad_workers_option_is_one_line_before_anything_is_stored(tmp_path, wo
     assert not (tmp_path / "tunelab.db").exists()
 
 
+def test_fuse_overrides_the_specs_and_is_kept_with_the_study(tmp_path):
+    spec = write_spec(tmp_path, budget={"trials": 3})
+    run = tunelab("run", str(spec), "--fuse", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    (stored,) = _query(tmp_path / "tunelab.db", "SELECT spec FROM tunelab_studies")
+    assert json.loads(stored[0])["fuse"] is True
+    assert [s for (s,) in _query(tmp_path / "tunelab.db", "SELECT state FROM tunelab_trials")] == [
+        "COMPLETE"
+    ] * 3
+
+
 def test_more_workers_than_cores_are_capped_with_one_warning(tmp_path):
     import logging
 
