@@ -6,8 +6,8 @@ one grouped convolution), so an epoch of K costs far less than K epochs (HFTA, M
 
 Each member stays its own :class:`~tunelab.nn.Trainer`: its weights as built from its seed, its
 batch order, its dropout draws (the built-in dropout's from its own stream,
-:mod:`tunelab.nn.masks`; ``nn.Dropout``'s from a generator of its own), its optimizer's hyperparameters and state, its LR schedule, callbacks, validation and
-history. Only the batches are trained together. So a member ends where it would have alone,
+:mod:`tunelab.nn.masks`; ``nn.Dropout``'s from a generator of its own), its optimizer's
+hyperparameters and state, its LR schedule, callbacks, validation and history. Only the batches are trained together. So a member ends where it would have alone,
 within floating-point rounding, and leaves or joins a group at any epoch: weights and optimizer
 state are stacked at the start of each fused epoch and handed back at its end.
 
@@ -142,7 +142,6 @@ class _FusedEpoch:
         # every member's parameters as one row of one tensor, and its optimizer state alike: a
         # step is then a handful of operations on (members, parameters), not a handful per layer
         shapes = [p.shape for p in self.params[0]]
-        sizes = [p.numel() for p in self.params[0]]
         flat = torch.stack([_flat([p.detach() for p in member]) for member in self.params])
         flat.requires_grad_()
         state = self._stack_state()
@@ -156,10 +155,7 @@ class _FusedEpoch:
         ):
             batch = order[:, start:stop]
             inputs, targets = self.inputs[batch], self.targets[batch]
-            weights = [
-                w.view(K, *shape) for w, shape in zip(flat.split(sizes, 1), shapes, strict=True)
-            ]
-            outputs = self._forward(weights, inputs)
+            outputs = self._forward(_unflat(flat, shapes), inputs)
             losses = self._losses(outputs, targets)
             flat.grad = None
             losses.sum().backward()
@@ -177,10 +173,8 @@ class _FusedEpoch:
                 except Exception as exc:  # noqa: BLE001 - this member fails alone
                     self.failed[k] = exc
         flat = flat.detach()
-        self.val_outputs = self._validate(
-            [w.view(K, *shape) for w, shape in zip(flat.split(sizes, 1), shapes, strict=True)]
-        )
-        self._hand_back(flat, state, sizes)
+        self.val_outputs = self._validate(_unflat(flat, shapes))
+        self._hand_back(flat, state, shapes)
         n = len(self.inputs)
         results: list[dict[str, float] | BaseException] = []
         for k, (loss_sum, correct) in enumerate(totals.tolist()):
@@ -283,7 +277,7 @@ class _FusedEpoch:
                 masks[k].bernoulli_(1 - p, generator=trainer.generator)
             else:
                 masks[k].fill_(1)
-        return masks.div_(_per_member([1 - p for p in rates], masks))
+        return masks.div_(_broadcast_like([1 - p for p in rates], masks))
 
     def _losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Each member's mean loss over its batch, as its own loss module computes it."""
@@ -305,7 +299,7 @@ class _FusedEpoch:
         elif isinstance(first, nn.L1Loss):
             per = error.abs()
         else:
-            delta = _per_member([f.delta for f in loss_fns], error)
+            delta = _broadcast_like([f.delta for f in loss_fns], error)
             size = error.abs()
             per = torch.where(size < delta, 0.5 * error.square(), delta * (size - 0.5 * delta))
         return per.flatten(1).mean(1)
@@ -389,22 +383,22 @@ class _FusedEpoch:
         flat.sub_(update.mul_(step_size))
 
     def _hand_back(
-        self, flat: torch.Tensor, state: dict[str, torch.Tensor], sizes: list[int]
+        self, flat: torch.Tensor, state: dict[str, torch.Tensor], shapes: list[torch.Size]
     ) -> None:
         """Each member's weights and optimizer state back into its own model and optimizer."""
         with torch.no_grad():
             for k, (trainer, member) in enumerate(self._members()):
                 momentum = trainer.optimizer.param_groups[0].get("momentum")
-                rows = {name: values[k].split(sizes) for name, values in state.items()}
-                for i, (own, p) in enumerate(zip(member, flat[k].split(sizes), strict=True)):
-                    own.copy_(p.view_as(own))
+                rows = {name: _unflat(values[k], shapes) for name, values in state.items()}
+                for i, (own, p) in enumerate(zip(member, _unflat(flat[k], shapes), strict=True)):
+                    own.copy_(p)
                     kept = trainer.optimizer.state[own]
                     if self.kind is not torch.optim.SGD:
                         kept["step"] = torch.tensor(self.steps[k], dtype=torch.float32)
-                        kept["exp_avg"] = rows["exp_avg"][i].view_as(own).clone()
-                        kept["exp_avg_sq"] = rows["exp_avg_sq"][i].view_as(own).clone()
+                        kept["exp_avg"] = rows["exp_avg"][i].clone()
+                        kept["exp_avg_sq"] = rows["exp_avg_sq"][i].clone()
                     elif momentum:
-                        kept["momentum_buffer"] = rows["momentum_buffer"][i].view_as(own).clone()
+                        kept["momentum_buffer"] = rows["momentum_buffer"][i].clone()
 
     def _members(self) -> list[tuple[Trainer, list[torch.Tensor]]]:
         return list(zip(self.trainers, self.params, strict=True))
@@ -481,7 +475,14 @@ def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
-def _per_member(values: Sequence[Any], like: torch.Tensor) -> torch.Tensor:
+def _unflat(rows: torch.Tensor, shapes: Sequence[torch.Size]) -> list[torch.Tensor]:
+    """The members' rows as stacked tensors of ``shapes``: views, (members, *shape) each."""
+    sizes = [shape.numel() for shape in shapes]
+    parts = rows.split(sizes, dim=-1)
+    return [part.view(*rows.shape[:-1], *shape) for part, shape in zip(parts, shapes, strict=True)]
+
+
+def _broadcast_like(values: Sequence[Any], like: torch.Tensor) -> torch.Tensor:
     """One value per member, shaped to broadcast over a stacked tensor like ``like``."""
     return _values(values, like.device).view(-1, *([1] * (like.dim() - 1)))
 
