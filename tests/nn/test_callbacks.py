@@ -289,3 +289,21 @@ def test_callbacks_can_be_written_against_the_trainer(iris_splits):
     inspect = Inspect()
     fit(model(), train, None, epochs=1, callbacks=[inspect], optimizer="rmsprop", **FAST)
     assert inspect.seen == ("RMSprop", 6, 1, True)
+
+
+def test_a_callback_says_whether_it_acts_per_batch_so_fused_groups_skip_the_rest():
+    guard = DivergenceGuard()
+    guard.on_train_begin(None)
+    assert guard.acts_per_batch()
+    guard.on_batch_end(None, 0, torch.tensor(2.3))
+    assert not guard.acts_per_batch()  # it keeps only the first batch's loss
+    step = LRSchedulerCallback(lambda opt: StepLR(opt, 1))
+    assert not step.acts_per_batch()
+    assert LRSchedulerCallback(lambda opt: StepLR(opt, 1), interval="batch").acts_per_batch()
+    assert not Callback().acts_per_batch() and not Scripted("val_loss", []).acts_per_batch()
+
+    class EveryBatch(Callback):
+        def on_batch_end(self, trainer, batch, loss):
+            pass
+
+    assert EveryBatch().acts_per_batch()  # one of your own that acts per batch: called

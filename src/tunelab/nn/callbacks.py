@@ -88,6 +88,12 @@ class Callback:
     def on_batch_end(self, trainer: Trainer, batch: int, loss: torch.Tensor) -> None:
         """After the optimizer step of batch ``batch`` (counted from 0 in each epoch)."""
 
+    def acts_per_batch(self) -> bool:
+        """Whether :meth:`on_batch_end` does anything in the coming epoch. Fused training
+        (:mod:`tunelab.nn.fused`) calls it for those members only: with hundreds of members,
+        a call per member per step that does nothing is much of a step's cost."""
+        return type(self).on_batch_end is not Callback.on_batch_end
+
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> bool | None:
         """After ``epoch`` is scored; return True to stop training after it."""
 
@@ -327,6 +333,9 @@ class LRSchedulerCallback(Callback):
         if self.interval == "batch":
             self.scheduler_.step()
 
+    def acts_per_batch(self) -> bool:
+        return self.interval == "batch"
+
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
         if self.interval == "epoch":
             self.scheduler_.step()
@@ -368,6 +377,9 @@ class DivergenceGuard(Callback):
     def on_batch_end(self, trainer: Trainer, batch: int, loss: torch.Tensor) -> None:
         if self.initial_loss_ is None:
             self.initial_loss_ = loss.item()  # one device sync, once per fit
+
+    def acts_per_batch(self) -> bool:
+        return self.initial_loss_ is None
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
         for name, value in logs.items():

@@ -165,7 +165,7 @@ class _FusedEpoch:
                 if self.task == CLASSIFICATION:
                     totals[:, 1] += (outputs.argmax(-1) == targets).sum(1)
             for k, hooks in enumerate(batch_hooks):
-                if k in self.failed:
+                if not hooks or k in self.failed:
                     continue
                 try:
                     for hook in hooks:
@@ -456,8 +456,8 @@ def _fingerprint(trainer: Trainer) -> str:
 
 
 def _batch_hooks(trainer: Trainer) -> list[Callback]:
-    """The member's callbacks that act after each batch (most act only per epoch)."""
-    return [h for h in trainer.callbacks if type(h).on_batch_end is not Callback.on_batch_end]
+    """The member's callbacks that act after each batch of this epoch (most act per epoch)."""
+    return [hook for hook in trainer.callbacks if hook.acts_per_batch()]
 
 
 def _values(values: Sequence[Any], device: torch.device) -> torch.Tensor:
