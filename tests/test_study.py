@@ -764,7 +764,9 @@ def test_define_by_run_learns_the_space_from_the_suggestions(url):
     """No space declared: the first trial draws its own answers; later ones are proposed in the
     space learned from the suggestions, each trial keeping only what it suggested."""
     for strategy in ("random", "bayes"):
-        study = Study(f"dbr-{strategy}", storage=url, direction="minimize", strategy=strategy)
+        study = Study(
+            f"dbr-{strategy}", storage=url, direction="minimize", strategy=strategy, seed=0
+        )
         study.optimize(objectives.branching, n_trials=14)
         trials = study.trials
         assert [t.state for t in trials] == [TrialState.COMPLETE] * 14

@@ -91,6 +91,7 @@ def test_per_fold_pruning_stops_a_hopeless_trial_after_one_fold(tmp_path):
         direction="maximize",
         scheduler=MedianScheduler(warmup_steps=1, min_trials=2),
         artifacts_dir=tmp_path,
+        seed=0,
     )
     for lr in (0.05, 0.03, 1e-6):  # two that learn, then one that cannot move
         study.enqueue({"lr": lr})
