@@ -156,6 +156,22 @@ def test_where_fusing_does_not_pay_it_trains_one_at_a_time_and_says_so_once(tmp_
     assert_same_trials(slow, study(tmp_path, "inline", InlineExecutor(), trials=8, space=space))
 
 
+def test_worker_processes_that_find_fusing_does_not_pay_are_said_once_by_the_driver(
+    tmp_path, caplog, capfd
+):
+    """Each worker measures for itself; the user reads one line, in the driver's format."""
+    from tunelab.executors import ProcessExecutor
+
+    space = {"lr": Float(1e-3, 1e-2, log=True)}
+    never = ProcessExecutor(2, threads_per_worker=1, fuse=True, group_size=4, min_speedup=1e9)
+    with caplog.at_level(logging.WARNING, logger="tunelab"):
+        trials = study(tmp_path, "never", never, trials=8, space=space, fixed={"epochs": 2})
+    said = [r for r in caplog.records if "does not pay" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING
+    assert "does not pay" not in capfd.readouterr().err, "a worker printed it itself"
+    assert all(t.state is TrialState.COMPLETE for t in trials.values())
+
+
 def test_bad_options_name_the_field():
     from tunelab.errors import SpecError
 

@@ -18,6 +18,7 @@ the executor says so once. Nothing is trained twice for it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Hashable, Sequence
@@ -170,7 +171,14 @@ class FusedExecutor(Executor):
                 alone,
                 speedup,
                 self.min_speedup,
+                extra={"once": _said_once_key(key)},
             )
+
+
+def _said_once_key(signature: Hashable) -> str:
+    """The same architecture's key in every process (worker processes each measure; their
+    driver says a verdict once: see ``ProcessExecutor``)."""
+    return "fused-fallback:" + hashlib.blake2b(repr(signature).encode(), digest_size=8).hexdigest()
 
 
 def _signature(training: Any) -> Hashable | None:

@@ -2,7 +2,8 @@
 or with ``fuse=True`` a fused group of same-shaped trials per worker.
 
 Each worker talks to the driver over its own pipe: it sends reports and waits for the decision, then
-sends the outcome. The driver watches the pipes and the process sentinels together, so a worker that
+sends the outcome; what it logs, the driver says (a ``once`` record only the first time any worker
+sends it). The driver watches the pipes and the process sentinels together, so a worker that
 dies (killed, out of memory, segfault) is noticed at once, its trials recorded FAILED with the exit
 code, and a fresh worker takes its place. A trial past its time limit is killed the same way.
 """
@@ -10,6 +11,7 @@ code, and a fresh worker takes its place. A trial past its time limit is killed 
 from __future__ import annotations
 
 import ctypes
+import logging
 import multiprocessing as mp
 import os
 import pickle
@@ -29,6 +31,8 @@ from tunelab.executors.fused import FusedExecutor
 from tunelab.trial import Reporter, TrialState
 
 __all__ = ["ProcessExecutor"]
+
+logger = logging.getLogger("tunelab")
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _KILL_GRACE_S = 5.0
@@ -100,6 +104,7 @@ class ProcessExecutor(Executor):
         self.min_speedup = min_speedup
         self._workers: list[_Worker] = []
         self._payload: bytes | None = None
+        self._said: set[str] = set()  # the workers' ``once`` records already said
         self._context = mp.get_context("spawn")
 
     def start(self, objective: Objective, clock: Clock | None = None) -> None:
@@ -208,6 +213,8 @@ class ProcessExecutor(Executor):
                 kind, *payload = worker.conn.recv()
                 if kind == "started":
                     worker.started_at[payload[0]] = time.time()
+                elif kind == "log":
+                    self._say(*payload)
                 elif kind == "report":
                     number, step, metrics = payload
                     worker.conn.send(("decision", on_report(number, step, metrics)))
@@ -225,6 +232,11 @@ class ProcessExecutor(Executor):
         except (EOFError, OSError):
             pass  # the worker died; its sentinel tells the rest
         return outcomes
+
+    def _say(self, level: int, message: str, once: str | None) -> None:
+        if once is None or once not in self._said:
+            self._said.add(once)
+            logger.log(level, message)
 
     def _fail(
         self, worker: _Worker, reason: str, own: dict[int, str] | None = None
@@ -302,6 +314,8 @@ def _worker_main(
         except (EOFError, OSError):  # the driver is gone
             os._exit(0)
 
+    _log_to_driver(send)
+
     def report(number: int, step: int, metrics: dict[str, float]):
         send(("report", number, step, metrics))
         while (message := receive())[0] != "decision":
@@ -328,6 +342,23 @@ def _worker_main(
             send(("done", run_trial(objective, task, report)))
         else:
             group.submit([task])
+
+
+class _ToDriver(logging.Handler):
+    def __init__(self, send) -> None:
+        super().__init__()
+        self.send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.send(("log", record.levelno, record.getMessage(), getattr(record, "once", None)))
+
+
+def _log_to_driver(send) -> None:
+    """The ``tunelab`` logger's records go to the driver, which says them in its terminal, with
+    its handlers and level: N workers do not each print the same warning, unformatted."""
+    logger.handlers[:] = [_ToDriver(send)]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def _die_with(driver: int) -> None:
