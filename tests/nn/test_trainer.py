@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tunelab.nn.callbacks import Callback, EarlyStopping, History
-from tunelab.nn.data import Scaler, Split, load_dataset, split_dataset
+from tunelab.nn.data import CLASSIFICATION, Scaler, Split, load_dataset, split_dataset
 from tunelab.nn.models import build_mlp
 from tunelab.nn.train import Trainer, fit, seed_everything
 
@@ -196,3 +196,22 @@ def test_callbacks_save_what_they_learned(iris_splits):
     assert fresh.wait_ == stopper.wait_ and fresh.best_state_.keys() == stopper.best_state_.keys()
     assert history.state_dict() == {"history_": history.history_}
     assert Callback().state_dict() == {}
+
+
+def test_trainers_alive_on_one_split_share_its_tensors():
+    """A fused group's K members on a GPU hold the training data once, not K times; a scaled
+    regression target or another split is a copy of its own."""
+    train, val = iris()
+    first, second = (
+        Trainer(build_mlp(4, 3), train, val, task=CLASSIFICATION, seed=s) for s in (0, 1)
+    )
+    assert first._inputs is second._inputs and first._targets is second._targets
+    copied = Split(train.X.copy(), train.y.copy())
+    assert Trainer(build_mlp(4, 3), copied, val, task=CLASSIFICATION)._inputs is not first._inputs
+    regression = Split(train.X, train.y.astype("float32"))
+    scaler = Scaler().fit(regression.y.reshape(-1, 1))
+    scaled = Trainer(build_mlp(4, 1), regression, task="regression", target_scaler=scaler)
+    again = Trainer(build_mlp(4, 1), regression, task="regression", target_scaler=scaler)
+    assert scaled._targets is again._targets
+    unscaled = Trainer(build_mlp(4, 1), regression, task="regression")
+    assert unscaled._targets is not scaled._targets

@@ -440,19 +440,20 @@ def _layer_key(layer: nn.Module) -> str:
 
 def _fingerprint(trainer: Trainer) -> str:
     """The training and validation data's identity (members must train and be validated on the
-    same samples); kept per trainer."""
-    cached = getattr(trainer, "_fused_fingerprint", None)
-    if cached is None:
+    same samples); worked out once for the trainers that share their data."""
+    val = trainer._val
+    kept = trainer._data.derived.get("fingerprint")
+    if kept is None or kept[0] is not val:
         digest = hashlib.blake2b(digest_size=16)
-        val = () if trainer._val is None else (trainer._val.X, trainer._val.y)
-        for array in (trainer._inputs, trainer._targets, *val):
+        arrays = () if val is None else (val.X, val.y)
+        for array in (trainer._inputs, trainer._targets, *arrays):
             if isinstance(array, torch.Tensor):
                 array = array.detach().cpu().numpy()
             array = np.ascontiguousarray(array)
             digest.update(str((array.dtype, array.shape)).encode())
             digest.update(array.tobytes())
-        cached = trainer._fused_fingerprint = digest.hexdigest()
-    return cached
+        kept = trainer._data.derived["fingerprint"] = (val, digest.hexdigest())
+    return kept[1]
 
 
 def _batch_hooks(trainer: Trainer) -> list[Callback]:

@@ -34,7 +34,7 @@ from torch import nn
 from tunelab.errors import SpecError, TunelabError
 from tunelab.nn.data import Scaler, Split, check_task
 from tunelab.nn.optimizers import make_loss, make_optimizer
-from tunelab.nn.train import _batches, _deterministic, _tensors, resolve_device
+from tunelab.nn.train import _batches, _deterministic, _on_device, resolve_device
 
 __all__ = ["MIN_DECREASE", "MODES", "SUGGESTIONS", "NoUsableRange", "RangeTest", "range_test"]
 
@@ -218,7 +218,8 @@ def range_test(
     optimizer_options, loss_options = _route(options)
     device = device if isinstance(device, torch.device) else resolve_device(device)
     loss_fn = make_loss(check_task(task), loss, **loss_options).to(device)
-    inputs, targets = _tensors(train, task, device, target_scaler)
+    data = _on_device(train, task, device, target_scaler)
+    inputs, targets = data.inputs, data.targets
     lrs = _ramp(start, end, steps, mode)
     work = copy.deepcopy(model).to(device).train()
     opt = make_optimizer(optimizer, work.parameters(), lrs[0], **optimizer_options)

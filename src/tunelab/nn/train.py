@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 import random
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -157,7 +159,8 @@ class Trainer:
         self.device = _as_device(device)
         self.model = model.to(self.device)
         self.task = check_task(task)
-        self._inputs, self._targets = _tensors(train, task, self.device, target_scaler)
+        self._data = _on_device(train, task, self.device, target_scaler)
+        self._inputs, self._targets = self._data.inputs, self._data.targets
         self._val, self._target_scaler = val, target_scaler
         self._batch_size, self._seed = batch_size, seed
         self.epochs = epochs
@@ -670,13 +673,45 @@ def _scaled_targets(y: np.ndarray, target_scaler: Scaler | None) -> np.ndarray:
     return column if target_scaler is None else target_scaler.transform(column)
 
 
-def _tensors(
+@dataclass(eq=False)
+class _DeviceData:
+    """A training split as tensors on a device, and what identifies it (see :func:`_on_device`)."""
+
+    split: Split
+    task: str
+    device: torch.device
+    target_scaler: Scaler | None
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    #: Anything worked out from the data once for every trainer that holds it, by name.
+    derived: dict[str, Any] = field(default_factory=dict)
+
+    def holds(self, split: Split, task: str, device: torch.device, scaler: Scaler | None) -> bool:
+        same = split is self.split and scaler is self.target_scaler
+        return same and task == self.task and device == self.device
+
+
+_last_on_device: weakref.ref[_DeviceData] | None = None
+
+
+def _on_device(
     split: Split, task: str, device: torch.device, target_scaler: Scaler | None
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> _DeviceData:
+    """The split as tensors on the device, one copy for every trainer alive on the same split
+    (the trials of a fold share it, from :meth:`DataProvider.prepared`): K members of a fused
+    group on a GPU hold the training data once, not K times."""
+    global _last_on_device
+    last = _last_on_device() if _last_on_device is not None else None
+    if last is not None and last.holds(split, task, device, target_scaler):
+        return last
     inputs = torch.as_tensor(split.X, dtype=torch.float32, device=device)
     if task == CLASSIFICATION:
-        return inputs, torch.as_tensor(split.y, dtype=torch.long, device=device)
-    return inputs, torch.as_tensor(_scaled_targets(split.y, target_scaler), device=device)
+        targets = torch.as_tensor(split.y, dtype=torch.long, device=device)
+    else:
+        targets = torch.as_tensor(_scaled_targets(split.y, target_scaler), device=device)
+    data = _DeviceData(split, task, device, target_scaler, inputs, targets)
+    _last_on_device = weakref.ref(data)
+    return data
 
 
 @contextlib.contextmanager
