@@ -67,12 +67,14 @@ def assert_same(fused, single, tol=1e-4):
             torch.testing.assert_close(p, q, atol=tol, rtol=tol)
 
 
-def mlp_members(splits, optimizer, device="cpu"):
+def mlp_members(splits, optimizer, device="cpu", per_batch=True):
     """Four members of one shape whose numbers all differ: seeds, rates, dropout, momentum or
-    betas, weight decay, label smoothing, schedules stepped per epoch and per batch."""
+    betas, weight decay, label smoothing, schedules stepped per epoch and (``per_batch``) per
+    batch: a group works out an epoch's learning rates at its start unless one may change."""
+    second = "onecycle" if per_batch else "exponential"
     settings = [
         {"lr": 0.05, "momentum": 0.9, "schedule": "cosine", "label_smoothing": 0.1},
-        {"lr": 0.01, "momentum": 0.0, "schedule": "onecycle", "weight_decay": 1e-3},
+        {"lr": 0.01, "momentum": 0.0, "schedule": second, "weight_decay": 1e-3},
         {"lr": 0.1, "momentum": 0.5, "nesterov": True, "schedule": "step", "step_size": 1},
         {"lr": 0.02, "momentum": 0.8, "schedule": "constant", "warmup_epochs": 1},
     ]
@@ -102,13 +104,20 @@ def mlp_members(splits, optimizer, device="cpu"):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("per_batch", [True, False], ids=["per-batch", "per-epoch"])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
-def test_members_end_where_they_would_alone(digits, optimizer, device):
-    """Dropout included: alone, a member draws from torch's global generator seeded with its
-    seed; fused, from a generator of its own seeded alike (CUDA runs where a device is)."""
-    make = mlp_members(digits, optimizer, device)
+def test_members_end_where_they_would_alone(digits, optimizer, per_batch, device):
+    """Dropout included: alone, a member draws from its own dropout stream; fused, the group
+    draws every member's next mask from theirs at once (CUDA runs where a device is)."""
+    make = mlp_members(digits, optimizer, device, per_batch)
     assert len({signature(t) for t in make()}) == 1
     assert_same(together(make, 3), alone(make, 3))
+
+
+def test_schedules_see_their_optimizers_stepped_by_the_group(digits, recwarn):
+    """torch's schedulers warn of a schedule stepped before its optimizer: the group steps it."""
+    together(mlp_members(digits, "adam"), 2)
+    assert [str(w.message) for w in recwarn] == []
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ signature and trains alone.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,7 @@ from torch import nn
 
 from tunelab.nn.callbacks import Callback
 from tunelab.nn.data import CLASSIFICATION
-from tunelab.nn.masks import draw_masks, per_member
+from tunelab.nn.masks import MaskGroup, per_member
 from tunelab.nn.models import Dropout
 from tunelab.nn.train import _EVAL_BATCH_SIZE, Trainer, _batch_bounds, _deterministic
 
@@ -135,6 +135,7 @@ class _FusedEpoch:
         self.task, self.device = first.task, first.device
         self.kind = type(first.optimizer)
         self.failed: dict[int, BaseException] = {}
+        self.kept: dict[str, Any] = {}  # see _for_epoch
         #: Each member's outputs on the validation split after the epoch (None without one).
         self.val_outputs: list[torch.Tensor] | None = None
 
@@ -149,10 +150,19 @@ class _FusedEpoch:
         K = len(self.trainers)
         order = torch.stack(list(orders))
         totals = torch.zeros(K, 2, device=self.device)
-        batch_hooks = [_batch_hooks(t) for t in self.trainers]
-        for step, (start, stop) in enumerate(
-            _batch_bounds(len(self.inputs), self.trainers[0]._batch_size)
-        ):
+        hooked = [(k, hooks) for k, t in enumerate(self.trainers) if (hooks := _batch_hooks(t))]
+        self.rates_move = bool(hooked)  # a learning rate changes only in a per-batch callback
+        self.masks = MaskGroup([t.dropout for t in self.trainers], self.device)
+        self.keeps = {  # each dropout layer's members' keep rates, for the epoch
+            i: self.masks.rates([1 - layers[i].p for layers in self.layers], torch.float32)
+            for i, layer in enumerate(self.layers[0])
+            if isinstance(layer, nn.Dropout)
+        }
+        for trainer in self.trainers:  # what torch's schedulers look for, or they warn
+            trainer.optimizer._opt_called = True  # that the optimizer never stepped
+        bounds = _batch_bounds(len(self.inputs), self.trainers[0]._batch_size)
+        self.taken = len(bounds)  # the epoch's steps
+        for step, (start, stop) in enumerate(bounds):
             batch = order[:, start:stop]
             inputs, targets = self.inputs[batch], self.targets[batch]
             outputs = self._forward(_unflat(flat, shapes), inputs)
@@ -160,18 +170,20 @@ class _FusedEpoch:
             flat.grad = None
             losses.sum().backward()
             with torch.no_grad():
-                self._step(flat, state)
+                self._step(flat, state, step)
                 totals[:, 0] += losses.detach() * (stop - start)
                 if self.task == CLASSIFICATION:
                     totals[:, 1] += (outputs.argmax(-1) == targets).sum(1)
-            for k, hooks in enumerate(batch_hooks):
-                if not hooks or k in self.failed:
+            for k, hooks in hooked:
+                if k in self.failed:
                     continue
                 try:
                     for hook in hooks:
                         hook.on_batch_end(self.trainers[k], step, losses[k].detach())
                 except Exception as exc:  # noqa: BLE001 - this member fails alone
                     self.failed[k] = exc
+        self.masks.close()
+        self.steps = [s + self.taken for s in self.steps]
         flat = flat.detach()
         self.val_outputs = self._validate(_unflat(flat, shapes))
         self._hand_back(flat, state, shapes)
@@ -267,42 +279,58 @@ class _FusedEpoch:
         """Dropout's masks, each member's drawn as it would draw them alone, scaled by
         1 / (1 - p): the built-in dropout's all at once from the members' streams
         (:mod:`tunelab.nn.masks`); ``nn.Dropout``'s from each member's generator in turn."""
-        rates = [self.layers[k][index].p for k in range(len(self.trainers))]
+        keeps = self.keeps[index]
         if isinstance(self.layers[0][index], Dropout):  # a signature does not mix the two
-            streams = [t.dropout for t in self.trainers]
-            return draw_masks(streams, [1 - p for p in rates], x.shape, x.dtype, x.device)
+            return self.masks.draw(keeps, x.shape)
         masks = torch.empty_like(x)
-        for k, (trainer, p) in enumerate(zip(self.trainers, rates, strict=True)):
-            if p > 0:
-                masks[k].bernoulli_(1 - p, generator=trainer.generator)
+        for k, (trainer, keep) in enumerate(zip(self.trainers, keeps.keeps, strict=True)):
+            if keep < 1:
+                masks[k].bernoulli_(keep, generator=trainer.generator)
             else:
                 masks[k].fill_(1)
-        return masks.div_(_broadcast_like([1 - p for p in rates], masks))
+        return masks.div_(keeps.keep.view(-1, *([1] * (x.dim() - 1))))
 
     def _losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Each member's mean loss over its batch, as its own loss module computes it."""
-        loss_fns = [t.loss_fn for t in self.trainers]
-        first = loss_fns[0]
+        first = self.trainers[0].loss_fn
         if isinstance(first, nn.CrossEntropyLoss):
             logp = outputs.log_softmax(-1)
             nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1).mean(1)
-            smoothing = [f.label_smoothing for f in loss_fns]
-            if not any(smoothing):
+            smoothing = self._for_epoch("smoothing", lambda: self._smoothing(outputs.shape[-1]))
+            if smoothing is None:
                 return nll
-            classes = outputs.shape[-1]  # torch's order: (1 - e) * nll + smooth * (e / classes)
-            smooth = -logp.sum(-1).mean(1)
-            keep = _values([1 - e for e in smoothing], self.device)
-            return keep * nll + smooth * _values([e / classes for e in smoothing], self.device)
+            keep, spread = smoothing  # torch's order: (1 - e) * nll + smooth * (e / classes)
+            return keep * nll + spread * -logp.sum(-1).mean(1)
         error = outputs - targets
         if isinstance(first, nn.MSELoss):
             per = error.square()
         elif isinstance(first, nn.L1Loss):
             per = error.abs()
         else:
-            delta = _broadcast_like([f.delta for f in loss_fns], error)
+            deltas = self._for_epoch("delta", lambda: self._losses_of("delta"))
+            delta = deltas.view(-1, *([1] * (error.dim() - 1)))
             size = error.abs()
             per = torch.where(size < delta, 0.5 * error.square(), delta * (size - 0.5 * delta))
         return per.flatten(1).mean(1)
+
+    def _smoothing(self, classes: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The members' label smoothing e as (1 - e, e / classes); None when none smooths."""
+        smoothing = [t.loss_fn.label_smoothing for t in self.trainers]
+        if not any(smoothing):
+            return None
+        return _values([1 - e for e in smoothing], self.device), _values(
+            [e / classes for e in smoothing], self.device
+        )
+
+    def _losses_of(self, setting: str) -> torch.Tensor:
+        """A setting of the members' loss modules, one value each."""
+        return _values([getattr(t.loss_fn, setting) for t in self.trainers], self.device)
+
+    def _for_epoch(self, name: str, make: Callable[[], Any]) -> Any:
+        """What holds for the whole epoch, made at its first step (a step is the hot loop)."""
+        if name not in self.kept:
+            self.kept[name] = make()
+        return self.kept[name]
 
     # The optimizer -----------------------------------------------------------------------------
     def _settings(self) -> dict[str, torch.Tensor]:
@@ -311,6 +339,7 @@ class _FusedEpoch:
         names = ["weight_decay"]
         names += ["momentum", "nesterov"] if self.kind is torch.optim.SGD else ["eps"]
         settings = {name: _column([g[name] for g in groups], self.device) for name in names}
+        self.decays = any(g["weight_decay"] for g in groups)  # in Python: no device sync per step
         if self.kind is not torch.optim.SGD:  # 1 - beta in double, then float32, as torch has it
             settings["beta2"] = _column([g["betas"][1] for g in groups], self.device)
             settings["1-beta1"] = _column([1 - g["betas"][0] for g in groups], self.device)
@@ -338,49 +367,57 @@ class _FusedEpoch:
         self.steps = [float(member[0].get("step", 0)) if member else 0.0 for member in own]
         return state
 
-    def _step(self, flat: torch.Tensor, state: dict[str, torch.Tensor]) -> None:
+    def _step(self, flat: torch.Tensor, state: dict[str, torch.Tensor], step: int) -> None:
         """One optimizer step of every member: torch's formulas, with each member's settings
         as a column against its row of parameters."""
-        settings = self.settings
-        groups = [t.optimizer.param_groups[0] for t in self.trainers]
-        rates = [g["lr"] for g in groups]
-        lr = _column(rates, self.device)
+        settings, scalars = self.settings, self._scalars(step)
         grad, decay = flat.grad, settings["weight_decay"]
-        decays = any(g["weight_decay"] for g in groups)  # in Python: no device sync per step
         if self.kind is torch.optim.SGD:
-            if decays:
+            if self.decays:
                 grad = grad + decay * flat
             momentum = settings["momentum"]
             buffer = state["momentum_buffer"].mul_(momentum).add_(grad)
             update = torch.where(settings["nesterov"] > 0, grad + momentum * buffer, buffer)
-            flat.sub_(lr * torch.where(momentum == 0, grad, update))
+            flat.sub_(scalars["lr"] * torch.where(momentum == 0, grad, update))
             return
-        # torch's scalars, computed in double as torch does
-        self.steps = [s + 1 for s in self.steps]
-        betas = [g["betas"] for g in groups]
-        step_size = _column(
-            [r / (1 - b1**s) for r, (b1, _), s in zip(rates, betas, self.steps, strict=True)],
-            self.device,
-        )
-        root2 = _column(
-            [(1 - b2**s) ** 0.5 for (_, b2), s in zip(betas, self.steps, strict=True)],
-            self.device,
-        )
         if self.kind is torch.optim.AdamW:
-            flat.mul_(
-                _column(
-                    [1 - r * g["weight_decay"] for r, g in zip(rates, groups, strict=True)],
-                    self.device,
-                )
-            )
-        elif decays:
+            flat.mul_(scalars["shrink"])
+        elif self.decays:
             grad = grad + decay * flat
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg.lerp_(grad, settings["1-beta1"])
         exp_avg_sq.mul_(settings["beta2"]).addcmul_(grad * settings["1-beta2"], grad)
-        update = exp_avg_sq.sqrt().div_(root2).add_(settings["eps"])  # the denominator, then
+        update = exp_avg_sq.sqrt().div_(scalars["root2"]).add_(settings["eps"])  # the denominator
         torch.div(exp_avg, update, out=update)  # in place: a group's state outgrows the caches
-        flat.sub_(update.mul_(step_size))
+        flat.sub_(update.mul_(scalars["step_size"]))
+
+    def _scalars(self, step: int) -> dict[str, torch.Tensor]:
+        """Step ``step``'s columns of the members' learning rates and what torch derives from
+        them and the step count (Adam's step size and bias correction, AdamW's shrink), in
+        double as torch has them, then float32. Worked out for the whole epoch at its first
+        step, as one copy to the device, unless a member's rate changes between batches."""
+        if self.rates_move or step == 0:
+            rates = np.array([t.optimizer.param_groups[0]["lr"] for t in self.trainers])
+            steps = np.arange(step, step + 1 if self.rates_move else self.taken) + 1.0
+            self.table = self._table(rates, steps)
+        row = 0 if self.rates_move else step
+        return {name: values[row].unsqueeze(1) for name, values in self.table.items()}
+
+    def _table(self, rates: np.ndarray, steps: np.ndarray) -> dict[str, torch.Tensor]:
+        """Per step of ``steps`` (counted in this epoch, from 1) and member, as rows and columns."""
+        table = {"lr": np.broadcast_to(rates, (len(steps), len(rates)))}
+        if self.kind is not torch.optim.SGD:
+            groups = [t.optimizer.param_groups[0] for t in self.trainers]
+            beta1, beta2 = np.array([g["betas"] for g in groups]).T
+            counts = np.array(self.steps) + steps[:, None]  # Adam's step counts
+            table["step_size"] = rates / (1 - beta1**counts)
+            table["root2"] = (1 - beta2**counts) ** 0.5
+            if self.kind is torch.optim.AdamW:
+                decay = np.array([g["weight_decay"] for g in groups])
+                table["shrink"] = np.broadcast_to(1 - rates * decay, table["root2"].shape)
+        return {
+            name: per_member(values, torch.float32, self.device) for name, values in table.items()
+        }
 
     def _hand_back(
         self, flat: torch.Tensor, state: dict[str, torch.Tensor], shapes: list[torch.Size]
@@ -481,11 +518,6 @@ def _unflat(rows: torch.Tensor, shapes: Sequence[torch.Size]) -> list[torch.Tens
     sizes = [shape.numel() for shape in shapes]
     parts = rows.split(sizes, dim=-1)
     return [part.view(*rows.shape[:-1], *shape) for part, shape in zip(parts, shapes, strict=True)]
-
-
-def _broadcast_like(values: Sequence[Any], like: torch.Tensor) -> torch.Tensor:
-    """One value per member, shaped to broadcast over a stacked tensor like ``like``."""
-    return _values(values, like.device).view(-1, *([1] * (like.dim() - 1)))
 
 
 def _or_zeros(value: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:

@@ -19,11 +19,12 @@ import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-__all__ = ["DropoutStream", "active", "draw_masks", "drawing", "per_member"]
+__all__ = ["DropoutStream", "MaskGroup", "active", "draw_masks", "drawing", "per_member"]
 
 _M32 = 0xFFFFFFFF
 _MULTIPLIER = 0x45D9F3B
@@ -46,8 +47,11 @@ class DropoutStream:
 
     def key(self) -> int:
         """The 32-bit key of the next hashed mask."""
-        folded = (self.seed ^ (self.seed >> 32)) & _M32
-        return _mix((_mix(folded) ^ self.draws) & _M32)
+        return _mix((self.base() ^ self.draws) & _M32)
+
+    def base(self) -> int:
+        """What every key of this stream is mixed from, with the number of masks drawn."""
+        return _mix((self.seed ^ (self.seed >> 32)) & _M32)
 
     def mask(self, x: torch.Tensor, p: float) -> torch.Tensor:
         """The next mask for ``x`` at drop rate ``p``: 0 or 1 / (1 - p), shaped like ``x``."""
@@ -88,38 +92,84 @@ def draw_masks(
     """The next mask of each stream, stacked in ``shape`` (streams, ...): stream k keeps a unit
     with probability ``keeps[k]``, and a kept unit is scaled by 1 / keep as dropout does. A
     keep of 1 keeps every unit and draws nothing, as dropout at rate 0 does not."""
-    column = (len(streams), *[1] * (len(shape) - 1))
-    keep = per_member(keeps, dtype, device).view(column)
-    if streams[0].generator is None:
-        kept = _hashed(streams, keeps, shape, device) < _thresholds(keeps, device).view(column)
-    else:
-        uniform = torch.empty(shape, dtype=dtype, device=device)
-        for k, (stream, rate) in enumerate(zip(streams, keeps, strict=True)):
-            if rate < 1:
-                uniform[k].uniform_(generator=stream.generator)
-            else:
-                uniform[k].zero_()
-        kept = uniform < keep
-    for stream, rate in zip(streams, keeps, strict=True):
-        stream.draws += rate < 1
-    return kept.to(dtype).div_(keep)
+    with MaskGroup(streams, device) as group:
+        return group.draw(group.rates(keeps, dtype), shape)
 
 
-def _hashed(
-    streams: Sequence[DropoutStream],
-    keeps: Sequence[float],
-    shape: Sequence[int],
-    device: torch.device,
-) -> torch.Tensor:
-    """Each stream's next hashed draw per unit, a 32-bit integer, shaped ``shape``."""
+class MaskGroup:
+    """Several streams drawing their next masks together, draw after draw (a fused group's
+    epoch): what holds from one draw to the next is worked out once, and hashed streams count
+    their draws on the device, so a draw costs the same few operations however many streams
+    there are, and nothing waits for the device. The streams learn their counts when the group
+    closes (``with``, or :meth:`close`)."""
+
+    def __init__(self, streams: Sequence[DropoutStream], device: torch.device) -> None:
+        self.streams, self.device = list(streams), device
+        self.hashed = self.streams[0].generator is None
+        self._uses: dict[int, tuple[_Rates, int]] = {}  # draws per set of rates, by its id
+        if self.hashed:
+            self._bases = per_member([s.base() for s in self.streams], torch.int64, device)
+            self._draws = per_member([s.draws for s in self.streams], torch.int64, device)
+
+    def rates(self, keeps: Sequence[float], dtype: torch.dtype) -> _Rates:
+        """The streams' keep rates at one dropout layer, ready to draw with."""
+        drawn = [keep < 1 for keep in keeps]
+        return _Rates(
+            list(keeps),
+            per_member(keeps, dtype, self.device),
+            _thresholds(keeps, self.device) if self.hashed else None,
+            per_member(drawn, torch.int64, self.device) if self.hashed else None,
+        )
+
+    def draw(self, rates: _Rates, shape: Sequence[int]) -> torch.Tensor:
+        """The streams' next masks at ``rates``, as :func:`draw_masks` has them."""
+        column = (len(self.streams), *[1] * (len(shape) - 1))
+        keep = rates.keep.view(column)
+        self._uses[id(rates)] = (rates, self._uses.get(id(rates), (rates, 0))[1] + 1)
+        if self.hashed:
+            keys = _mix((self._bases ^ self._draws) & _M32)
+            kept = _hashed(keys, shape, self.device) < rates.thresholds.view(column)
+            self._draws += rates.drawn
+        else:
+            uniform = torch.empty(shape, dtype=keep.dtype, device=self.device)
+            for k, (stream, rate) in enumerate(zip(self.streams, rates.keeps, strict=True)):
+                if rate < 1:
+                    uniform[k].uniform_(generator=stream.generator)
+                else:
+                    uniform[k].zero_()
+            kept = uniform < keep
+        return kept.to(keep.dtype).div_(keep)
+
+    def close(self) -> None:
+        for rates, times in self._uses.values():
+            for stream, keep in zip(self.streams, rates.keeps, strict=True):
+                stream.draws += times * (keep < 1)
+        self._uses.clear()
+
+    def __enter__(self) -> MaskGroup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class _Rates:
+    keeps: list[float]
+    keep: torch.Tensor  # per stream, in the masks' dtype
+    thresholds: torch.Tensor | None  # hashed: a unit is kept below it
+    drawn: torch.Tensor | None  # hashed: 1 where a stream draws (keep < 1), else 0
+
+
+def _hashed(keys: torch.Tensor, shape: Sequence[int], device: torch.device) -> torch.Tensor:
+    """Each stream's draw per unit from its key, a 32-bit integer, shaped ``shape``."""
     units = math.prod(shape[1:])
     index = _INDEX.get((units, device))
     if index is None:
         index = _INDEX[(units, device)] = _mix(torch.arange(units, device=device))
         while len(_INDEX) > 64:  # a few shapes per network; bound it all the same
             _INDEX.pop(next(iter(_INDEX)))
-    keys = per_member([s.key() for s in streams], torch.int64, device)
-    return _mix(index ^ keys.view(len(streams), 1)).view(*shape)
+    return _mix(index ^ keys.view(len(keys), 1)).view(*shape)
 
 
 def _thresholds(keeps: Sequence[float], device: torch.device) -> torch.Tensor:
