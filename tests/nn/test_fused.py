@@ -1,5 +1,6 @@
 """Fused training: every member ends where it would have alone (tunelab.nn.fused)."""
 
+import io
 import math
 
 import pytest
@@ -200,6 +201,14 @@ def test_a_member_may_leave_and_go_on_alone_from_its_state(digits):
         member.load_state_dict(state)
         member.run_epoch()
     assert_same(resumed, alone(make, 3))
+    for member, single in zip(fused, alone(make, 2), strict=True):  # the group's tensors hold
+        assert _saved_size(member) <= _saved_size(single) + 1024  # K rows: a member saves its own
+
+
+def _saved_size(trainer):
+    saved = io.BytesIO()
+    torch.save(trainer.state_dict(), saved)
+    return len(saved.getvalue())
 
 
 def test_a_diverging_member_fails_alone(digits):

@@ -422,20 +422,24 @@ class _FusedEpoch:
     def _hand_back(
         self, flat: torch.Tensor, state: dict[str, torch.Tensor], shapes: list[torch.Size]
     ) -> None:
-        """Each member's weights and optimizer state back into its own model and optimizer."""
+        """Each member's weights and optimizer state back into its own model and optimizer: a
+        copy of its row each, its tensors views of it (a copy per member, not one per tensor:
+        on a GPU, launches; its own row, not the group's, is what its checkpoint saves)."""
         with torch.no_grad():
             for k, (trainer, member) in enumerate(self._members()):
                 momentum = trainer.optimizer.param_groups[0].get("momentum")
-                rows = {name: _unflat(values[k], shapes) for name, values in state.items()}
-                for i, (own, p) in enumerate(zip(member, _unflat(flat[k], shapes), strict=True)):
-                    own.copy_(p)
+                rows = {name: _unflat(values[k].clone(), shapes) for name, values in state.items()}
+                for i, (own, p) in enumerate(
+                    zip(member, _unflat(flat[k].clone(), shapes), strict=True)
+                ):
+                    own.data = p
                     kept = trainer.optimizer.state[own]
                     if self.kind is not torch.optim.SGD:
                         kept["step"] = torch.tensor(self.steps[k], dtype=torch.float32)
-                        kept["exp_avg"] = rows["exp_avg"][i].clone()
-                        kept["exp_avg_sq"] = rows["exp_avg_sq"][i].clone()
+                        kept["exp_avg"] = rows["exp_avg"][i]
+                        kept["exp_avg_sq"] = rows["exp_avg_sq"][i]
                     elif momentum:
-                        kept["momentum_buffer"] = rows["momentum_buffer"][i].clone()
+                        kept["momentum_buffer"] = rows["momentum_buffer"][i]
 
     def _members(self) -> list[tuple[Trainer, list[torch.Tensor]]]:
         return list(zip(self.trainers, self.params, strict=True))

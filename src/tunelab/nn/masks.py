@@ -22,6 +22,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = ["DropoutStream", "MaskGroup", "active", "draw_masks", "drawing", "per_member"]
@@ -98,38 +99,34 @@ def draw_masks(
 
 class MaskGroup:
     """Several streams drawing their next masks together, draw after draw (a fused group's
-    epoch): what holds from one draw to the next is worked out once, and hashed streams count
-    their draws on the device, so a draw costs the same few operations however many streams
-    there are, and nothing waits for the device. The streams learn their counts when the group
-    closes (``with``, or :meth:`close`)."""
+    epoch): what holds from one draw to the next is worked out once, and the streams' counts
+    and keys are kept as arrays on the host, so a draw costs the same few operations however
+    many streams there are, and nothing waits for the device. The streams learn their counts
+    when the group closes (``with``, or :meth:`close`)."""
 
     def __init__(self, streams: Sequence[DropoutStream], device: torch.device) -> None:
         self.streams, self.device = list(streams), device
         self.hashed = self.streams[0].generator is None
-        self._uses: dict[int, tuple[_Rates, int]] = {}  # draws per set of rates, by its id
+        self._draws = np.array([s.draws for s in self.streams], dtype=np.int64)
         if self.hashed:
-            self._bases = per_member([s.base() for s in self.streams], torch.int64, device)
-            self._draws = per_member([s.draws for s in self.streams], torch.int64, device)
+            self._bases = np.array([s.base() for s in self.streams], dtype=np.int64)
 
     def rates(self, keeps: Sequence[float], dtype: torch.dtype) -> _Rates:
         """The streams' keep rates at one dropout layer, ready to draw with."""
-        drawn = [keep < 1 for keep in keeps]
         return _Rates(
             list(keeps),
+            np.array([keep < 1 for keep in keeps], dtype=np.int64),
             per_member(keeps, dtype, self.device),
             _thresholds(keeps, self.device) if self.hashed else None,
-            per_member(drawn, torch.int64, self.device) if self.hashed else None,
         )
 
     def draw(self, rates: _Rates, shape: Sequence[int]) -> torch.Tensor:
         """The streams' next masks at ``rates``, as :func:`draw_masks` has them."""
         column = (len(self.streams), *[1] * (len(shape) - 1))
         keep = rates.keep.view(column)
-        self._uses[id(rates)] = (rates, self._uses.get(id(rates), (rates, 0))[1] + 1)
         if self.hashed:
-            keys = _mix((self._bases ^ self._draws) & _M32)
+            keys = per_member(_mix((self._bases ^ self._draws) & _M32), torch.int64, self.device)
             kept = _hashed(keys, shape, self.device) < rates.thresholds.view(column)
-            self._draws += rates.drawn
         else:
             uniform = torch.empty(shape, dtype=keep.dtype, device=self.device)
             for k, (stream, rate) in enumerate(zip(self.streams, rates.keeps, strict=True)):
@@ -138,13 +135,12 @@ class MaskGroup:
                 else:
                     uniform[k].zero_()
             kept = uniform < keep
+        self._draws += rates.drawn
         return kept.to(keep.dtype).div_(keep)
 
     def close(self) -> None:
-        for rates, times in self._uses.values():
-            for stream, keep in zip(self.streams, rates.keeps, strict=True):
-                stream.draws += times * (keep < 1)
-        self._uses.clear()
+        for stream, draws in zip(self.streams, self._draws.tolist(), strict=True):
+            stream.draws = draws
 
     def __enter__(self) -> MaskGroup:
         return self
@@ -156,9 +152,9 @@ class MaskGroup:
 @dataclass(frozen=True)
 class _Rates:
     keeps: list[float]
+    drawn: np.ndarray  # 1 where a stream draws (keep < 1), else 0
     keep: torch.Tensor  # per stream, in the masks' dtype
     thresholds: torch.Tensor | None  # hashed: a unit is kept below it
-    drawn: torch.Tensor | None  # hashed: 1 where a stream draws (keep < 1), else 0
 
 
 def _hashed(keys: torch.Tensor, shape: Sequence[int], device: torch.device) -> torch.Tensor:
@@ -185,7 +181,8 @@ def per_member(values: Sequence[float], dtype: torch.dtype, device: torch.device
 
 
 def _mix(x):
-    """A 32-bit integer hash; the same on Python ints and on int64 tensors (values < 2**32)."""
+    """A 32-bit integer hash; the same on Python ints and on int64 arrays and tensors (values
+    < 2**32)."""
     x = ((x ^ (x >> 16)) * _MULTIPLIER) & _M32
     x = ((x ^ (x >> 16)) * _MULTIPLIER) & _M32
     return x ^ (x >> 16)
