@@ -118,6 +118,44 @@ def test_members_pause_and_resume_on_their_own_under_asha(tmp_path):
     assert any(t.last_step == 9 for t in resumed)
 
 
+def kfold_study(tmp_path, name, executor, trials=6, **options):
+    made = NetworkObjective(
+        {"source": "digits", "kfold": 3}, fixed={"epochs": 2, "batch_size": 64}, device="cpu"
+    )
+    run = Study(name, storage=f"sqlite:///{tmp_path}/{name}.db", seed=3, **METRIC, **options)
+    space = {"lr": Float(1e-3, 0.1, log=True), "dropout": Float(0.0, 0.3)}  # one network shape
+    run.optimize(made, space, trials=trials, executor=executor)
+    return {t.number: t for t in run.trials}
+
+
+def test_cross_validated_trials_train_each_fold_with_the_other_trials_on_it(tmp_path, group_sizes):
+    """A trial's folds in turn, each fold's epochs fused with the other trials on that fold:
+    the folds' scores, curves and means as one at a time."""
+    fused = kfold_study(tmp_path, "kfold", FusedExecutor(4, min_speedup=0))
+    alone = kfold_study(tmp_path, "kfold-alone", InlineExecutor())
+    assert_same_trials(fused, alone)
+    for number, trial in fused.items():
+        folds, expected = trial.user_attrs["folds"], alone[number].user_attrs["folds"]
+        assert [f["fold"] for f in folds] == [1, 2, 3]
+        for fold, other in zip(folds, expected, strict=True):
+            assert fold["curve"].keys() == other["curve"].keys() == {"1", "2"}
+            for name, value in fold["metrics"].items():
+                assert math.isclose(value, other["metrics"][name], rel_tol=1e-4, abs_tol=1e-5)
+    assert max(group_sizes) >= 3, group_sizes
+
+
+def test_cross_validated_members_pause_between_folds_and_resume_at_the_next(tmp_path):
+    asha = ASHAScheduler(min_resource=1, max_resource=3, reduction_factor=3)
+    trials = kfold_study(tmp_path, "kfold-asha", FusedExecutor(4), trials=9, scheduler=asha)
+    states = [t.state for t in trials.values()]
+    assert TrialState.PAUSED in states and TrialState.COMPLETE in states
+    for trial in trials.values():
+        folds = [f["fold"] for f in trial.user_attrs["folds"]]
+        assert folds == list(range(1, len(folds) + 1)) and sorted(trial.intermediate) == folds
+        assert len(folds) == 3 if trial.state is TrialState.COMPLETE else len(folds) < 3
+        assert not trial.attrs.get("warnings")
+
+
 def test_unfusable_trials_and_a_diverging_member_each_go_their_own_way(tmp_path):
     """Batch norm cannot be fused: those trials train alone beside the fused ones; a member whose
     rate blows it up fails alone."""

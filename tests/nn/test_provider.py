@@ -10,7 +10,7 @@ import pytest
 
 from tunelab.errors import SpecError
 from tunelab.experiment import Experiment
-from tunelab.nn import DataProvider, Fold, HoldoutSplitter, Split, Splits, provider
+from tunelab.nn import DataProvider, Fold, HoldoutSplitter, KFoldSplitter, Split, Splits, provider
 from tunelab.nn.data import load_dataset, split_dataset
 from tunelab.spec import parse_spec
 from tunelab.trial import TrialState
@@ -118,4 +118,14 @@ def test_prepared_splits_are_fitted_on_the_training_split_once_per_fold_and_stay
     np.testing.assert_array_equal(val.X, prep.transform(fold.val.X))
     again = Split(fold.train.X.copy(), fold.train.y.copy())
     assert data.prepared(again, fold.val)[1] is not train  # another split: fitted anew
-    assert pickle.loads(pickle.dumps(data))._prepared is None  # a worker prepares its own
+    assert data.prepared(fold.train, fold.val)[1] is not train  # one fold: only the latest kept
+    assert pickle.loads(pickle.dumps(data))._prepared == []  # a worker prepares its own
+
+
+def test_each_fold_of_a_cross_validation_is_prepared_once():
+    """Trials on different folds (fused k-fold, or one trial's folds after another's) share."""
+    data = DataProvider({"source": "iris"}, KFoldSplitter(k=3, seed=0))
+    folds = data.splits().folds
+    first = [data.prepared(fold.train, fold.val)[1] for fold in folds]
+    again = [data.prepared(fold.train, fold.val)[1] for fold in reversed(folds)]
+    assert all(a is b for a, b in zip(first, reversed(again), strict=True))

@@ -7,8 +7,9 @@ reports after each epoch, is paused, stopped or pruned by the scheduler on its o
 its own trial. A member that ends frees its slot at once, and the next submitted trial of that
 architecture joins the group at its next epoch.
 
-Trials that cannot be stepped an epoch at a time (an objective of your own, k-fold
-cross-validation) run one at a time, as :class:`~tunelab.executors.InlineExecutor` runs them; so
+A cross-validated trial trains its folds in turn, each fold's epochs with those of the other
+trials on the same fold. Trials that cannot be stepped an epoch at a time (an objective of your
+own) run one at a time, as :class:`~tunelab.executors.InlineExecutor` runs them; so
 do networks that cannot be fused (batch norm, say), and architectures for which fusing was
 measured not to pay. The measurement: the first epoch of a new architecture with three or more
 trials trains one of them alone and the others fused; if the fused epoch per trial is not at
@@ -47,9 +48,20 @@ logger = logging.getLogger("tunelab")
 class _Member:
     task: TrialTask
     trial: Trial
-    training: Any  # a TrialTraining
-    signature: Hashable | None
+    training: Any  # a TrialTraining, or a FoldsTraining (whose trainer changes with its fold)
     error: BaseException | None = None
+    _signed: tuple[Any, Hashable | None] | None = None  # (trainer, its signature)
+
+    @property
+    def signature(self) -> Hashable | None:
+        """The current trainer's :func:`~tunelab.nn.fused.signature`, worked out once per
+        trainer."""
+        trainer = self.training.trainer
+        if self._signed is None or self._signed[0] is not trainer:
+            from tunelab.nn.fused import signature
+
+            self._signed = (trainer, signature(trainer))
+        return self._signed[1]
 
 
 class FusedExecutor(Executor):
@@ -107,7 +119,7 @@ class FusedExecutor(Executor):
             if training is None:
                 self._alone.submit([task])
             else:
-                self._members.append(_Member(task, trial, training, _signature(training)))
+                self._members.append(_Member(task, trial, training))
 
     def wait(self, on_report: Reporter, timeout: float) -> list[TrialOutcome]:
         self._on_report = on_report
@@ -132,13 +144,14 @@ class FusedExecutor(Executor):
         """One epoch of every member: fused by architecture where it pays, else alone."""
         groups: dict[Hashable, list[_Member]] = {}
         for member in self._members:
-            fuses = member.signature is not None and self._fuses.get(member.signature, True)
-            groups.setdefault(member.signature if fuses else id(member), []).append(member)
+            signature = member.signature
+            fuses = signature is not None and self._fuses.get(_network(signature), True)
+            groups.setdefault(signature if fuses else id(member), []).append(member)
         for key, group in groups.items():
             if len(group) == 1:
                 _alone(group[0])
-            elif key not in self._fuses and len(group) >= 3 and self.min_speedup > 0:
-                self._measure(key, group)
+            elif _network(key) not in self._fuses and len(group) >= 3 and self.min_speedup > 0:
+                self._measure(_network(key), group)
             else:
                 _fused(group)
         for member in list(self._members):
@@ -181,10 +194,10 @@ def _said_once_key(signature: Hashable) -> str:
     return "fused-fallback:" + hashlib.blake2b(repr(signature).encode(), digest_size=8).hexdigest()
 
 
-def _signature(training: Any) -> Hashable | None:
-    from tunelab.nn.fused import signature
-
-    return signature(training.trainer)
+def _network(signature: Hashable) -> Hashable:
+    """What the verdict on fusing is kept by: the signature less the data's identity (the
+    folds of a cross-validation train alike), which is its last part."""
+    return signature[:-1]
 
 
 def _alone(member: _Member) -> None:

@@ -51,7 +51,8 @@ def signature(trainer: Trainer) -> tuple | None:
     """What trainers must share to train as one group; None when this one cannot be fused.
 
     Layer settings that only change numbers (dropout rates) are left out: they may differ per
-    member, as may every optimizer, schedule and loss hyperparameter.
+    member, as may every optimizer, schedule and loss hyperparameter. The last part is the
+    data's identity (the folds of a cross-validation train alike but apart).
     """
     layers = _layers(trainer.model)
     optimizer = trainer.optimizer

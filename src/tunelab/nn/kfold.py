@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 from tunelab.trial import Decision, Trial
 
 if TYPE_CHECKING:
-    from tunelab.nn.runner import TrialRunner
+    from tunelab.nn.runner import TrialRunner, TrialTraining
     from tunelab.nn.splits import Fold
+    from tunelab.nn.train import Trainer
 
-__all__ = ["cross_validate", "fold_scheduler_options"]
+__all__ = ["FoldsTraining", "cross_validate", "fold_scheduler_options"]
 
 
 def cross_validate(
@@ -49,18 +50,91 @@ def cross_validate(
     Returns:
         The mean of each metric over the folds trained, its ``_std`` and ``folds``.
     """
-    done: list[dict[str, Any]] = list((trial.load_checkpoint() or {}).get("folds", []))
-    trial.final_step = len(folds)
-    for index in range(len(done), len(folds)):
-        done.append(_train_fold(runner, trial, config, params, folds[index], index + 1))
-        trial.report(index + 1, **_means(done))
-        if trial.should_pause():
-            trial.save_checkpoint({"folds": done})
-            break
-        if trial.should_stop():
-            break
-    trial.set_user_attr("folds", done)
-    return _summary(done)
+    training = FoldsTraining(runner, trial, config, params, folds)
+    while not training.over:
+        training.trainer.run_epoch()
+        training.after_epoch()
+    return training.result()
+
+
+class FoldsTraining:
+    """A cross-validated trial's training, stepped an epoch at a time as a
+    :class:`~tunelab.nn.runner.TrialTraining` is: :attr:`trainer` is the current fold's, and
+    the next fold's once one ends, so a fused executor trains the folds of many trials (those
+    on the same fold together) as :func:`cross_validate` trains one trial's."""
+
+    def __init__(
+        self,
+        runner: TrialRunner,
+        trial: Trial,
+        config: Mapping[str, Any],
+        params: Mapping[str, Any],
+        folds: Sequence[Fold],
+        own_generator: bool = False,
+    ) -> None:
+        self.trial, self.paused, self.stopped = trial, False, False
+        self._runner, self._config, self._params = runner, config, params
+        self._folds, self._own_generator = folds, own_generator
+        self._done: list[dict[str, Any]] = list((trial.load_checkpoint() or {}).get("folds", []))
+        trial.final_step = len(folds)
+        self._fold = self._next_fold()
+
+    @property
+    def trainer(self) -> Trainer:
+        return self._fold[0].trainer
+
+    @property
+    def over(self) -> bool:
+        """True once every fold ran, or the scheduler stopped or paused the trial."""
+        return self._fold is None
+
+    def after_epoch(self) -> None:
+        """At a fold's end: report the running means, then pause, stop or start the next."""
+        training, handle, curve = self._fold
+        training.after_epoch()
+        if not training.over:
+            return
+        metrics = training.result()
+        self.trial.warnings.extend(f"fold {len(self._done) + 1}: {w}" for w in handle.warnings)
+        self._done.append(
+            {
+                "fold": len(self._done) + 1,
+                "metrics": metrics,
+                "curve": {str(step): values for step, values in curve.items()},
+            }
+        )
+        self.trial.report(len(self._done), **_means(self._done))
+        if self.trial.should_pause():
+            self.trial.save_checkpoint({"folds": self._done})
+            self.paused, self._fold = True, None
+        elif self.trial.should_stop():
+            self.stopped, self._fold = True, None
+        else:
+            self._fold = self._next_fold()
+
+    def result(self) -> dict[str, float]:
+        """The mean of each metric over the folds trained, its ``_std`` and ``folds``."""
+        self.trial.set_user_attr("folds", self._done)
+        return _summary(self._done)
+
+    def _next_fold(self) -> tuple[TrialTraining, Trial, dict[int, dict[str, float]]] | None:
+        """The next fold's training, its handle (its epochs kept apart from the trial's steps,
+        the handle going on at every one) and its curve; None when the folds ran out."""
+        number = len(self._done) + 1
+        if number > len(self._folds):
+            return None
+        curve: dict[int, dict[str, float]] = {}
+
+        def keep(_number: int, step: int, metrics: dict[str, float]) -> Decision:
+            curve[step] = metrics
+            return Decision.CONTINUE
+
+        handle = self.trial.part(self.trial.dir / f"fold-{number}", keep)
+        fold = self._folds[number - 1]
+        training = self._runner.start(
+            handle, self._config, self._params, fold, own_generator=self._own_generator
+        )
+        return training, handle, curve
 
 
 def fold_scheduler_options(name: str, folds: int) -> dict[str, Any]:
@@ -72,28 +146,6 @@ def fold_scheduler_options(name: str, folds: int) -> dict[str, Any]:
         "asha": {"max_resource": folds},
         "hyperband": {"max_resource": folds},
     }.get(name, {})
-
-
-def _train_fold(
-    runner: TrialRunner,
-    trial: Trial,
-    config: Mapping[str, Any],
-    params: Mapping[str, Any],
-    fold: Fold,
-    number: int,
-) -> dict[str, Any]:
-    """One fold's training, its epochs kept apart from the trial's steps (the fold's own
-    handle goes on at every epoch), its warnings passed on to the trial."""
-    curve: dict[int, dict[str, float]] = {}
-
-    def keep(_number: int, step: int, metrics: dict[str, float]) -> Decision:
-        curve[step] = metrics
-        return Decision.CONTINUE
-
-    handle = trial.part(trial.dir / f"fold-{number}", keep)
-    metrics = runner.run(handle, config, params, fold)
-    trial.warnings.extend(f"fold {number}: {warning}" for warning in handle.warnings)
-    return {"fold": number, "metrics": metrics, "curve": {str(s): m for s, m in curve.items()}}
 
 
 def _means(done: Sequence[Mapping[str, Any]]) -> dict[str, float]:

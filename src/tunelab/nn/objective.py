@@ -26,7 +26,7 @@ from tunelab.nn.callbacks import Callback
 from tunelab.nn.config import ConfigResolver, is_builtin
 from tunelab.nn.data import CLASSIFICATION, Preprocessing
 from tunelab.nn.factory import ModelFactory
-from tunelab.nn.kfold import cross_validate
+from tunelab.nn.kfold import FoldsTraining, cross_validate
 from tunelab.nn.lr_finder import RangeTest, range_test
 from tunelab.nn.metrics import METRICS
 from tunelab.nn.models import ModelBuilder
@@ -196,16 +196,16 @@ class NetworkObjective:
             return cross_validate(self._runner(), trial, config, given, splits.folds)
         return self._runner().run(trial, config, given, splits.folds[0])
 
-    def training(self, trial: Trial) -> TrialTraining | None:
+    def training(self, trial: Trial) -> TrialTraining | FoldsTraining:
         """The trial's training before its next epoch, for an executor that steps many trials
-        at once (:class:`~tunelab.executors.FusedExecutor`); None under k-fold validation,
-        whose trials train their folds in turn. ``nn.Dropout`` in a model of your own draws from
-        the trainer's own generator, seeded as torch's would be, so the trial trains as it would
-        under :meth:`__call__` (the built-in models' dropout always draws from the trainer's
-        own stream, :mod:`tunelab.nn.masks`)."""
+        at once (:class:`~tunelab.executors.FusedExecutor`); under k-fold validation, its
+        folds' in turn (:class:`~tunelab.nn.kfold.FoldsTraining`). ``nn.Dropout`` in a model of
+        your own draws from the trainer's own generator, seeded as torch's would be, so the
+        trial trains as it would under :meth:`__call__` (the built-in models' dropout always
+        draws from the trainer's own stream, :mod:`tunelab.nn.masks`)."""
         config, given, splits = self._prepare(trial)
         if len(splits.folds) > 1:
-            return None
+            return FoldsTraining(self._runner(), trial, config, given, splits.folds, True)
         return self._runner().start(trial, config, given, splits.folds[0], own_generator=True)
 
     def _prepare(self, trial: Trial) -> tuple[dict[str, Any], dict[str, Any], Splits]:

@@ -39,11 +39,12 @@ class DataProvider:
         self.data = data
         self.splitter = splitter
         self._splits: Splits | None = None
-        self._prepared: tuple[Split, Split | None, Preprocessing, Split, Split | None] | None = None
+        #: (train, val, preprocessing, train ready, val ready) per fold, the latest first
+        self._prepared: list[tuple[Split, Split | None, Preprocessing, Split, Split | None]] = []
 
     def __getstate__(self) -> dict[str, Any]:
         self.splits()  # the arrays travel with the provider: a worker never loads them again
-        return {**self.__dict__, "_prepared": None}  # a worker prepares its own
+        return {**self.__dict__, "_prepared": []}  # a worker prepares its own
 
     def splits(self) -> Splits:
         """The data set and its splits, loaded and cut on the first call.
@@ -89,11 +90,17 @@ class DataProvider:
         self, train: Split, val: Split | None = None
     ) -> tuple[Preprocessing, Split, Split | None]:
         """The :meth:`preprocessing` fitted on ``train``, and ``train`` and ``val`` transformed
-        by it. The last pair asked for is kept: every trial on a fold needs the same, and a small
-        network's trial would otherwise spend a tenth of its time preparing them."""
-        kept = self._prepared
-        if kept is None or kept[0] is not train or kept[1] is not val:
+        by it. The pairs of the latest folds asked for are kept, as many as the splits have
+        folds: every trial on a fold needs the same (a small network's trial would otherwise
+        spend a tenth of its time preparing them), and cross-validated trials ask for each fold
+        in turn, so k folds keep k prepared copies of the data."""
+        for kept in self._prepared:
+            if kept[0] is train and kept[1] is val:
+                break
+        else:
             prep = self.preprocessing().fit(train)
             ready = None if val is None else prep.transform_split(val)
-            kept = self._prepared = (train, val, prep, prep.transform_split(train), ready)
+            kept = (train, val, prep, prep.transform_split(train), ready)
+        self._prepared = [kept, *(k for k in self._prepared if k is not kept)]
+        del self._prepared[max(1, len(self.splits().folds)) :]
         return kept[2], kept[3], kept[4]

@@ -691,7 +691,7 @@ class _DeviceData:
         return same and task == self.task and device == self.device
 
 
-_last_on_device: weakref.ref[_DeviceData] | None = None
+_on_devices: list[weakref.ref[_DeviceData]] = []  # the copies some trainer still holds
 
 
 def _on_device(
@@ -700,17 +700,18 @@ def _on_device(
     """The split as tensors on the device, one copy for every trainer alive on the same split
     (the trials of a fold share it, from :meth:`DataProvider.prepared`): K members of a fused
     group on a GPU hold the training data once, not K times."""
-    global _last_on_device
-    last = _last_on_device() if _last_on_device is not None else None
-    if last is not None and last.holds(split, task, device, target_scaler):
-        return last
+    global _on_devices
+    alive = [data for ref in _on_devices if (data := ref()) is not None]
+    for data in alive:
+        if data.holds(split, task, device, target_scaler):
+            return data
     inputs = torch.as_tensor(split.X, dtype=torch.float32, device=device)
     if task == CLASSIFICATION:
         targets = torch.as_tensor(split.y, dtype=torch.long, device=device)
     else:
         targets = torch.as_tensor(_scaled_targets(split.y, target_scaler), device=device)
     data = _DeviceData(split, task, device, target_scaler, inputs, targets)
-    _last_on_device = weakref.ref(data)
+    _on_devices = [weakref.ref(kept) for kept in (data, *alive)]
     return data
 
 
