@@ -7,6 +7,11 @@ import pytest
 from tunelab.nn import torch_threads
 
 
+def pytest_collection_modifyitems(items):
+    """Tests that take a node out of the shared Ray cluster for good run after every other."""
+    items.sort(key=lambda item: item.get_closest_marker("takes_a_ray_node") is not None)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny networks: a second intra-op thread only adds synchronisation, and on a busy machine

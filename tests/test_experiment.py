@@ -122,3 +122,17 @@ def test_fuse_trains_same_shaped_trials_as_fused_groups_in_process_or_per_worker
     spec = parse_spec({**SPEC, "fuse": True, "budget": {"trials": 4}, "device": "cpu"})
     best = Experiment.from_spec(spec, f"sqlite:///{tmp_path}/t.db").search()
     assert best is not None and groups and max(groups) >= 3  # 3 when the first epoch measures
+
+
+def test_fuse_beside_a_named_executor_that_can_fuse_turns_its_fuse_on(tmp_path):
+    from tunelab.executors import FusedRayExecutor
+
+    def executor(**spec):
+        made = Experiment.from_spec(parse_spec({**SPEC, **spec}), f"sqlite:///{tmp_path}/e.db")
+        return made._executor()
+
+    processes = {"name": "processes", "n_workers": 2}
+    assert executor(fuse=True, executor=processes).fuse
+    assert not executor(fuse=True, executor={**processes, "fuse": False}).fuse
+    assert not executor(executor=processes).fuse
+    assert type(executor(fuse=True, executor={"name": "ray"})) is FusedRayExecutor

@@ -108,8 +108,15 @@ class Experiment:
         )
 
     def _executor(self) -> Executor | None:
+        """The spec's executor; ``fuse: true`` beside one that can fuse (``processes``, ``ray``)
+        turns its ``fuse`` on unless its options say otherwise."""
         executor = self.spec.executor
-        return None if executor is None else make_executor(executor.name, **executor.options)
+        if executor is None:
+            return None
+        options = dict(executor.options)
+        if self.spec.fuse and executor.name in ("processes", "ray"):
+            options.setdefault("fuse", True)
+        return make_executor(executor.name, **options)
 
     def finalize(self, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
         """Retrain the best config on train+validation, score it on test once, save the model.

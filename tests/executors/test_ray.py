@@ -283,7 +283,7 @@ def test_a_dead_drivers_trials_end_with_it_and_a_resume_runs_them_again(tmp_path
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
 
 
-# Last: it takes a node out of the cluster for good.
+@pytest.mark.takes_a_ray_node  # out of the cluster for good: it runs last (tests/conftest.py)
 @pytest.mark.skipif(
     not os.environ.get("TUNELAB_TEST_RAY_WORKERS"),
     reason="TUNELAB_TEST_RAY_WORKERS (the worker nodes' raylet pids, .ci/ray) is not set",

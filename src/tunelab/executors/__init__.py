@@ -13,6 +13,7 @@ from tunelab.executors.fused import FusedExecutor
 from tunelab.executors.inline import InlineExecutor
 from tunelab.executors.processes import ProcessExecutor, available_cores
 from tunelab.executors.ray import RayExecutor
+from tunelab.executors.ray_fused import FusedRayExecutor
 from tunelab.executors.simulated import Benchmark, SimulatedExecutor
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "SimulatedExecutor",
     "Executor",
     "FusedExecutor",
+    "FusedRayExecutor",
     "InlineExecutor",
     "ProcessExecutor",
     "RayExecutor",

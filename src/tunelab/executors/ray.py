@@ -53,6 +53,7 @@ from typing import Any
 from tunelab.clock import Clock
 from tunelab.errors import SpecError, TunelabError
 from tunelab.executors.base import Executor, Objective, TrialOutcome, TrialTask, run_trial
+from tunelab.executors.fused import FusedExecutor
 from tunelab.trial import Decision, Reporter, TrialState
 
 __all__ = ["RayExecutor"]
@@ -93,10 +94,23 @@ class RayExecutor(Executor):
         runtime_env: a Ray runtime environment for the trials (``{"pip": [...]}``,
             ``{"working_dir": "."}``, ``{"env_vars": {...}}``), for what workers lack beyond
             your code, which travels with the objective anyway.
+        fuse: train trials of one network shape as fused groups, each group a Ray actor with
+            the CPUs, GPUs and resources above
+            (:class:`~tunelab.executors.ray_fused.FusedRayExecutor`).
+        group_size: with ``fuse``, the trials each group holds.
+        min_speedup: with ``fuse``, as :class:`~tunelab.executors.FusedExecutor` has it.
 
     Example:
         >>> study.optimize(objective, space, executor=RayExecutor("auto", cpus=1))  # doctest: +SKIP
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> RayExecutor:
+        """``RayExecutor(fuse=True)`` is a :class:`~tunelab.executors.ray_fused.FusedRayExecutor`."""
+        if cls is RayExecutor and kwargs.get("fuse") is True:
+            from tunelab.executors.ray_fused import FusedRayExecutor
+
+            cls = FusedRayExecutor
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -108,6 +122,9 @@ class RayExecutor(Executor):
         resources: Mapping[str, float] | None = None,
         artifacts: str = "ship",
         runtime_env: Mapping[str, Any] | None = None,
+        fuse: bool = False,
+        group_size: int = 16,
+        min_speedup: float = 1.2,
     ) -> None:
         for name, value, low in (
             ("cpus", cpus, 0),
@@ -136,6 +153,9 @@ class RayExecutor(Executor):
                 "executor.runtime_env",
                 f"must be a mapping such as {{pip: [...]}}, got {runtime_env!r}",
             )
+        if not isinstance(fuse, bool):
+            raise SpecError("executor.fuse", f"must be true or false, got {fuse!r}")
+        FusedExecutor(group_size, min_speedup)  # the same checks of the same options
         self.address = address
         self.cpus = cpus
         self.gpus = gpus
@@ -144,6 +164,9 @@ class RayExecutor(Executor):
         self.resources = dict(resources or {})
         self.artifacts = artifacts
         self.runtime_env = dict(runtime_env) if runtime_env else None
+        self.fuse = fuse
+        self.group_size = group_size
+        self.min_speedup = min_speedup
         #: How many times an objective went into the object store (once per :meth:`start`).
         self.puts = 0
         self._running: dict[Any, _Running] = {}
