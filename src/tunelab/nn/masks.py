@@ -56,7 +56,12 @@ class DropoutStream:
 
     def mask(self, x: torch.Tensor, p: float) -> torch.Tensor:
         """The next mask for ``x`` at drop rate ``p``: 0 or 1 / (1 - p), shaped like ``x``."""
-        return draw_masks([self], [1 - p], (1, *x.shape), x.dtype, x.device)[0]
+        if self.generator is None or p == 0:
+            return draw_masks([self], [1 - p], (1, *x.shape), x.dtype, x.device)[0]
+        keep = torch.tensor(1 - p, dtype=x.dtype)  # one stream's draw, as a group draws it
+        uniform = torch.empty_like(x).uniform_(generator=self.generator)
+        self.draws += 1
+        return (uniform < keep).to(x.dtype).div_(keep)
 
     def state_dict(self) -> dict[str, Any]:
         generator = None if self.generator is None else self.generator.get_state()
