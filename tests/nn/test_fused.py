@@ -118,7 +118,7 @@ def test_members_end_where_they_would_alone(digits, optimizer, per_batch, device
 def test_schedules_see_their_optimizers_stepped_by_the_group(digits, recwarn):
     """torch's schedulers warn of a schedule stepped before its optimizer: the group steps it."""
     together(mlp_members(digits, "adam"), 2)
-    assert [str(w.message) for w in recwarn] == []
+    assert not [w for w in recwarn if "lr_scheduler.step()" in str(w.message)]
 
 
 @pytest.mark.parametrize(
