@@ -182,8 +182,8 @@ def markdown(results: dict) -> str:
         "steps (each trial the same epochs at batch 32, Adam, its own rate, dropout, beta1 and "
         "weight decay); one-at-a-time runs beyond the trials timed are scaled linearly; "
         "processes at their steady state (start-up apart). One run per cell, in one go on an "
-        "idle machine, so cells vary from run to run (digits MLP-64 at K=64 reads 3.5x here, "
-        "4.7x as the best of three runs of each contender).",
+        "idle machine, so a single cell varies from run to run (by up to a third between "
+        "runs here): read the trend over K and network size.",
         "",
         "| network | K | epochs | device | alone /h | processes /h | fused /h | fused / alone | "
         "fused / processes | trials timed: alone, processes | processes' start-up s |",

@@ -23,11 +23,12 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tunelab.clock import Clock
 from tunelab.errors import SpecError
 from tunelab.executors.base import Objective, TrialOutcome, TrialTask
 from tunelab.executors.fused import FusedExecutor
@@ -99,7 +100,7 @@ class FusedRayExecutor(RayExecutor):
         self._said: set[str | None] = set()
 
     # Executor ----------------------------------------------------------------------------------
-    def start(self, objective: Objective, clock: Any = None) -> None:
+    def start(self, objective: Objective, clock: Clock | None = None) -> None:
         super().start(objective, clock)
         fits = self._fits()
         if self.max_running is None:
@@ -107,15 +108,6 @@ class FusedRayExecutor(RayExecutor):
         else:
             self._most_groups = min(fits, math.ceil(self.max_running / self.group_size))
             self._capacity = min(self.max_running, self._most_groups * self.group_size)
-
-    def free_slots(self) -> int:
-        return max(0, self._capacity - len(self._running))
-
-    def submit(self, tasks: Sequence[TrialTask]) -> None:
-        if len(tasks) > self.free_slots():
-            raise RuntimeError("submit() beyond free_slots()")
-        for task in tasks:
-            self._launch(task, attempt=0)
 
     def wait(self, on_report: Reporter, timeout: float) -> list[TrialOutcome]:
         ray = _ray()

@@ -72,7 +72,7 @@ class FoldsTraining:
         folds: Sequence[Fold],
         own_generator: bool = False,
     ) -> None:
-        self.trial, self.paused, self.stopped = trial, False, False
+        self.trial = trial
         self._runner, self._config, self._params = runner, config, params
         self._folds, self._own_generator = folds, own_generator
         self._done: list[dict[str, Any]] = list((trial.load_checkpoint() or {}).get("folds", []))
@@ -104,13 +104,10 @@ class FoldsTraining:
             }
         )
         self.trial.report(len(self._done), **_means(self._done))
-        if self.trial.should_pause():
+        paused = self.trial.should_pause()
+        if paused:  # the folds done so far are the checkpoint; the resumed trial trains the next
             self.trial.save_checkpoint({"folds": self._done})
-            self.paused, self._fold = True, None
-        elif self.trial.should_stop():
-            self.stopped, self._fold = True, None
-        else:
-            self._fold = self._next_fold()
+        self._fold = None if paused or self.trial.should_stop() else self._next_fold()
 
     def result(self) -> dict[str, float]:
         """The mean of each metric over the folds trained, its ``_std`` and ``folds``."""
