@@ -241,12 +241,18 @@ def test_worker_processes_train_fused_groups_with_the_same_results(tmp_path):
     assert len(list(counts.iterdir())) == 2, "both workers trained fused groups"
 
 
-def test_a_dying_worker_fails_its_whole_group_and_the_study_goes_on(tmp_path):
+def assert_a_dying_process_fails_its_group_alone(tmp_path, executor, reason):
+    """Six trials in groups of three: the process of the first group dies at its first epoch's
+    end (the third trial's rate kills it); its trials fail with ``reason``, the next three run."""
     from tests.callbacks import KillProcessAtRate
-    from tunelab.executors import ProcessExecutor
 
     run = Study(
-        "dies", storage=f"sqlite:///{tmp_path}/dies.db", seed=0, strategy="manual", **METRIC
+        "dies",
+        storage=f"sqlite:///{tmp_path}/dies.db",
+        seed=0,
+        strategy="manual",
+        artifacts_dir=tmp_path,
+        **METRIC,
     )
     for lr in [0.01, 0.02, 0.006, 0.03, 0.04, 0.05]:
         run.enqueue({"lr": lr})
@@ -256,10 +262,16 @@ def test_a_dying_worker_fails_its_whole_group_and_the_study_goes_on(tmp_path):
         device="cpu",
         callbacks=[KillProcessAtRate(0.006)],
     )
-    executor = ProcessExecutor(1, threads_per_worker=1, fuse=True, group_size=3, min_speedup=0)
     run.optimize(made, {"lr": Float(1e-3, 1.0, log=True)}, trials=6, executor=executor)
     states = {t.params["lr"]: (t.state, t.error) for t in run.trials}
-    for lr in (0.01, 0.02, 0.006):  # the group the worker held when it died
+    for lr in (0.01, 0.02, 0.006):  # the group the process held when it died
         state, error = states[lr]
-        assert state is TrialState.FAILED and "killed by SIGKILL" in error, (lr, error)
+        assert state is TrialState.FAILED and reason in error, (lr, error)
     assert [states[lr][0] for lr in (0.03, 0.04, 0.05)] == [TrialState.COMPLETE] * 3
+
+
+def test_a_dying_worker_fails_its_whole_group_and_the_study_goes_on(tmp_path):
+    from tunelab.executors import ProcessExecutor
+
+    executor = ProcessExecutor(1, threads_per_worker=1, fuse=True, group_size=3, min_speedup=0)
+    assert_a_dying_process_fails_its_group_alone(tmp_path, executor, "killed by SIGKILL")

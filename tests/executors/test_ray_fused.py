@@ -3,9 +3,15 @@ nodes, one CPU each)."""
 
 import pytest
 
-from tests.executors.test_fused import METRIC, SPACE, assert_same_trials, study
+from tests.executors.test_fused import (
+    METRIC,
+    SPACE,
+    assert_a_dying_process_fails_its_group_alone,
+    assert_same_trials,
+    study,
+)
 from tests.executors.test_ray import ADDRESS, connected, unique  # noqa: F401 - the fixture
-from tunelab import Float, Study, TrialState
+from tunelab import Study, TrialState
 from tunelab.executors import InlineExecutor, RayExecutor
 from tunelab.executors.ray_fused import FusedRayExecutor
 from tunelab.nn import NetworkObjective
@@ -61,28 +67,5 @@ def test_trials_train_as_fused_groups_in_actors_and_end_as_they_would_alone(tmp_
 
 
 def test_a_dying_actor_fails_its_whole_group_and_the_study_goes_on(tmp_path):
-    from tests.callbacks import KillProcessAtRate
-
-    run = Study(
-        unique("ray-fused-dies"),
-        storage=f"sqlite:///{tmp_path}/d.db",
-        seed=0,
-        strategy="manual",
-        artifacts_dir=tmp_path,
-        **METRIC,
-    )
-    for lr in [0.01, 0.02, 0.006, 0.03, 0.04, 0.05]:
-        run.enqueue({"lr": lr})
-    made = NetworkObjective(
-        {"source": "digits"},
-        fixed={"epochs": 2, "batch_size": 64},
-        device="cpu",
-        callbacks=[KillProcessAtRate(0.006)],
-    )
     executor = RayExecutor(ADDRESS, fuse=True, group_size=3, max_running=3, min_speedup=0)
-    run.optimize(made, {"lr": Float(1e-3, 1.0, log=True)}, trials=6, executor=executor)
-    states = {t.params["lr"]: (t.state, t.error) for t in run.trials}
-    for lr in (0.01, 0.02, 0.006):  # the group the actor held when it died
-        state, error = states[lr]
-        assert state is TrialState.FAILED and "worker process died" in error, (lr, error)
-    assert [states[lr][0] for lr in (0.03, 0.04, 0.05)] == [TrialState.COMPLETE] * 3
+    assert_a_dying_process_fails_its_group_alone(tmp_path, executor, "worker process died")
