@@ -46,12 +46,9 @@ class DropoutStream:
         self.draws = 0
         self.generator = None if hashed else torch.Generator().manual_seed(seed)
 
-    def key(self) -> int:
-        """The 32-bit key of the next hashed mask."""
-        return _mix((self.base() ^ self.draws) & _M32)
-
     def base(self) -> int:
-        """What every key of this stream is mixed from, with the number of masks drawn."""
+        """What each hashed mask's key is mixed from, with the number of masks drawn so far
+        (:class:`MaskGroup` mixes them)."""
         return _mix((self.seed ^ (self.seed >> 32)) & _M32)
 
     def mask(self, x: torch.Tensor, p: float) -> torch.Tensor:
